@@ -1,0 +1,18 @@
+# reconpatch_nb developer commands. Run inside the venv (`. .venv/bin/activate`).
+PYTHON ?= python
+SPHINXOPTS ?= -W --keep-going -q
+
+.PHONY: docs test readme
+
+# Docs site into _docs/ (Sphinx + myst-nb, stored notebook outputs, MathJax bundled from npm once).
+docs:
+	$(PYTHON) docs/prepare.py
+	rm -rf _docs
+	$(PYTHON) -m sphinx -b html $(SPHINXOPTS) -c docs -d build/docs_doctrees _proc _docs
+	@echo "docs: open _docs/index.html"
+
+test:
+	$(PYTHON) -m pytest tests
+
+readme:
+	$(PYTHON) .ci/readme.py

@@ -1,0 +1,219 @@
+"""Prepare the Sphinx source tree for the docs site in `_proc/` (never touches `nbs/`).
+
+Usage: python docs/prepare.py
+
+Writes, from scratch each time:
+- `_proc/index.ipynb`   the home page, from nbs/index.ipynb (or a stub when it does not exist yet),
+                        with a hidden toctree appended: Lessons, API reference;
+- `_proc/NN_*.ipynb`    every lesson notebook (nbs/*.ipynb not starting with `_`), cleaned of nbdev
+                        directives: `#| hide` and `#| default_exp` cells dropped, `#| export` cells kept
+                        with their directive lines stripped, `#| echo: false` / `#| output: false` /
+                        `#| include: false` honoured; stored outputs kept (nothing is executed);
+- `_proc/lessons.md`    the lesson list (title and one-line summary of each notebook) + its toctree;
+- `_proc/api/*.md`      one autodoc page per module in reconpatch_nb/*.py (new modules appear by
+                        themselves);
+- `_proc/_assets/...`   images that markdown cells refer to by relative path;
+- `_proc/_static/mathjax/tex-svg-full.js`  MathJax 3 (self-contained SVG build, no web fonts), taken
+                        from the npm registry once with `npm pack` and cached in `build/docs_cache/`
+                        (gitignored), so the built site renders equations without a network.
+"""
+from __future__ import annotations
+
+import configparser, hashlib, json, os, re, shutil, subprocess, sys, tarfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+NBS, LIB, OUT = ROOT / "nbs", ROOT / "reconpatch_nb", ROOT / "_proc"
+CACHE = ROOT / "build" / "docs_cache"
+MATHJAX_VERSION = "3.2.2"
+MATHJAX_SHA256 = "1b9c0a1c44df864e915690558e72adb9cc5203360daefd385084ced3b6c64c09"  # of the npm tarball
+MATHJAX_MEMBER = "package/es5/tex-svg-full.js"
+
+_DIRECTIVE = re.compile(r"^\s*#\|\s*([\w-]+)\s*:?\s*(.*?)\s*$")
+_FALSE = {"false", "no", "0"}
+
+
+def settings() -> configparser.SectionProxy:
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "settings.ini", encoding="utf-8")
+    return cfg["DEFAULT"]
+
+
+def lesson_notebooks() -> list[Path]:
+    "Lesson notebooks in teaching (file name) order: nbs/*.ipynb except `_` sketches and index."
+    return sorted(p for p in NBS.glob("*.ipynb") if not p.name.startswith("_") and p.name != "index.ipynb")
+
+
+def modules() -> list[str]:
+    "Public modules of the package: reconpatch_nb/*.py not starting with `_`."
+    return sorted(p.stem for p in LIB.glob("*.py") if not p.name.startswith("_"))
+
+
+def directives(source: str) -> dict[str, str]:
+    "nbdev/quarto `#|` directives at the top of a code cell, e.g. {'export': '', 'echo': 'false'}."
+    found = {}
+    for line in source.splitlines():
+        m = _DIRECTIVE.match(line)
+        if m: found[m.group(1).lower()] = m.group(2).lower()
+        elif line.strip(): break  # directives only count before the first real line
+    return found
+
+
+def clean_cell(cell: dict) -> dict | None:
+    "The cell as the docs show it, or None when it must not appear."
+    if cell["cell_type"] != "code": return cell
+    source = "".join(cell["source"])
+    d = directives(source)
+    if "hide" in d or "default_exp" in d or d.get("include") in _FALSE: return None
+    if d.get("output") in _FALSE: cell["outputs"] = []
+    for out in cell.get("outputs", []):  # nbdev show_doc Markdown starts with a `---` rule: not valid there
+        md = out.get("data", {}).get("text/markdown")
+        if md is not None:
+            out["data"]["text/markdown"] = re.sub(r"\A\s*(?:---\s*\n)+|(?:\n\s*---)+\s*\Z", "", "".join(md))
+    lines = source.splitlines()
+    n_dir = next((i for i, l in enumerate(lines) if not _DIRECTIVE.match(l)), len(lines))
+    body = "\n".join(lines[n_dir:]).strip("\n")
+    cell["source"] = body
+    tags = set(cell.setdefault("metadata", {}).get("tags", []))
+    if d.get("echo") in _FALSE or not body.strip(): tags.add("remove-input")
+    if tags: cell["metadata"]["tags"] = sorted(tags)
+    if not body.strip() and not cell.get("outputs"): return None
+    return cell
+
+
+_MD_IMG = re.compile(r"(!\[[^\]]*\]\()([^)\s]+)((?:\s+\"[^\"]*\")?\))")
+_HTML_IMG = re.compile(r"(<img\b[^>]*?\bsrc=[\"'])([^\"']+)([\"'])", re.I)
+
+
+def copy_assets(text: str) -> str:
+    "Copy images that markdown refers to by a relative path into _proc/_assets and point at the copy."
+    def fix(m):
+        target = m.group(2)
+        if re.match(r"^(?:[a-z][a-z0-9+.-]*:|/|#)", target, re.I): return m.group(0)  # URL, absolute, attachment
+        for base in (NBS, ROOT):  # relative to the notebook, or to the repo root (as README.md sees it)
+            src = (base / target).resolve()
+            if src.is_file() and ROOT in src.parents:
+                rel = src.relative_to(ROOT)
+                dst = OUT / "_assets" / rel
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(src, dst)
+                return m.group(1) + (Path("_assets") / rel).as_posix() + m.group(3)
+        return m.group(0)  # leave it: Sphinx reports the missing image and -W fails the build
+    return _HTML_IMG.sub(fix, _MD_IMG.sub(fix, text))
+
+
+def clean_notebook(path: Path) -> dict:
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    cells = []
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "markdown":
+            cell["source"] = copy_assets("".join(cell["source"]))
+        cell = clean_cell(cell)
+        if cell is not None: cells.append(cell)
+    nb["cells"] = cells
+    return nb
+
+
+def title_and_summary(nb: dict, fallback: str) -> tuple[str, str]:
+    "The notebook's `# Title` and `> summary` (first markdown cell that has a title)."
+    for cell in nb["cells"]:
+        if cell["cell_type"] != "markdown": continue
+        text = "".join(cell["source"])
+        m = re.search(r"^#\s+(.+?)\s*$", text, re.M)
+        if m:
+            s = re.search(r"^>\s*(.+?)\s*$", text, re.M)
+            return m.group(1), (s.group(1) if s else "")
+    return fallback, ""
+
+
+def write_nb(nb: dict, dst: Path):
+    dst.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def md_cell(text: str) -> dict:
+    return {"cell_type": "markdown", "metadata": {}, "source": text}
+
+
+ROOT_TOCTREE = "```{toctree}\n:hidden:\n:maxdepth: 2\n\nlessons\napi/index\n```\n"
+
+
+def write_index(cfg):
+    src = NBS / "index.ipynb"
+    if src.exists():
+        nb = clean_notebook(src)
+        nb["cells"].append(md_cell(ROOT_TOCTREE))
+        write_nb(nb, OUT / "index.ipynb")
+    else:  # the home page notebook has not been written yet: a stub keeps the site buildable
+        (OUT / "index.md").write_text(
+            f"# {cfg.get('title', 'reconpatch_nb')}\n\n{cfg.get('description', '')}\n\n"
+            "See the [lessons](lessons.md) and the [API reference](api/index.md).\n\n" + ROOT_TOCTREE,
+            encoding="utf-8")
+
+
+def write_lessons(lessons: list[tuple[str, str, str]]):
+    rows = [f"- [{title}]({stem}.ipynb){': ' + summary if summary else ''}" for stem, title, summary in lessons]
+    toc = "\n".join(stem for stem, _, _ in lessons)
+    (OUT / "lessons.md").write_text(
+        "# Lessons\n\nThe notebooks in teaching order. Each one builds one idea, from the equation to a "
+        "naive loop to the exported, vectorised version.\n\n" + "\n".join(rows) +
+        f"\n\n```{{toctree}}\n:hidden:\n:maxdepth: 1\n\n{toc}\n```\n", encoding="utf-8")
+
+
+def write_api(mods: list[str], lib: str):
+    api = OUT / "api"
+    api.mkdir()
+    toc = "\n".join(mods)
+    (api / "index.md").write_text(
+        f"# API reference\n\nEverything the package exports (each module's `__all__`), one page per module, "
+        f"generated from the docstrings and parameter comments.\n\n"
+        f"```{{toctree}}\n:maxdepth: 1\n\n{toc}\n```\n", encoding="utf-8")
+    for mod in mods:
+        (api / f"{mod}.md").write_text(
+            f"# `{lib}.{mod}`\n\n```{{eval-rst}}\n.. automodule:: {lib}.{mod}\n   :members:\n"
+            f"   :show-inheritance:\n```\n", encoding="utf-8")
+
+
+def mathjax() -> Path:
+    "Path to the cached MathJax npm tarball, fetched with `npm pack` the first time."
+    tgz = CACHE / f"mathjax-{MATHJAX_VERSION}.tgz"
+    if not tgz.exists():
+        npm = shutil.which("npm")
+        if npm is None:
+            sys.exit("docs: MathJax is bundled from the npm registry, but `npm` was not found "
+                     "(install Node.js/npm, e.g. `apt-get install -y npm`)")
+        CACHE.mkdir(parents=True, exist_ok=True)
+        subprocess.run([npm, "pack", f"mathjax@{MATHJAX_VERSION}", "--silent", "--pack-destination", str(CACHE)],
+                       check=True, stdout=subprocess.DEVNULL)
+    digest = hashlib.sha256(tgz.read_bytes()).hexdigest()
+    if digest != MATHJAX_SHA256:
+        tgz.unlink()
+        sys.exit(f"docs: {tgz.name} has sha256 {digest}, expected {MATHJAX_SHA256}; removed it, run again")
+    return tgz
+
+
+def install_mathjax():
+    dst = OUT / "_static" / "mathjax" / Path(MATHJAX_MEMBER).name
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(mathjax()) as tar:
+        dst.write_bytes(tar.extractfile(MATHJAX_MEMBER).read())
+
+
+def main():
+    cfg = settings()
+    if OUT.exists(): shutil.rmtree(OUT)
+    OUT.mkdir()
+    install_mathjax()
+    write_index(cfg)
+    lessons = []
+    for path in lesson_notebooks():
+        nb = clean_notebook(path)
+        write_nb(nb, OUT / path.name)
+        lessons.append((path.stem, *title_and_summary(nb, path.stem)))
+    write_lessons(lessons)
+    mods = modules()
+    write_api(mods, cfg.get("lib_name", "reconpatch_nb"))
+    print(f"docs: prepared {len(lessons)} lesson notebooks, {len(mods)} API modules in {OUT.relative_to(ROOT)}/")
+
+
+if __name__ == "__main__":
+    main()
