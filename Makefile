@@ -5,10 +5,12 @@ SPHINXOPTS ?= -W --keep-going -q
 .PHONY: docs test readme
 
 # Docs site into _docs/ (Sphinx + myst-nb, stored notebook outputs, MathJax bundled from npm once).
+# Sphinx writes to build/docs/html first: myst-nb puts its jupyter_execute/ beside the output folder.
 docs:
 	$(PYTHON) docs/prepare.py
-	rm -rf _docs
-	$(PYTHON) -m sphinx -b html $(SPHINXOPTS) -c docs -d build/docs_doctrees _proc _docs
+	rm -rf _docs build/docs
+	$(PYTHON) -m sphinx -b html $(SPHINXOPTS) -c docs -d build/docs/doctrees _proc build/docs/html
+	cp -a build/docs/html _docs
 	@echo "docs: open _docs/index.html"
 
 test:
