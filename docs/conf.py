@@ -22,7 +22,7 @@ release = version = _s.get("version", "")
 
 extensions = ["myst_nb", "sphinx.ext.autodoc", "sphinx.ext.mathjax"]
 root_doc = "index"
-exclude_patterns = ["_static", ".ipynb_checkpoints", "**/.ipynb_checkpoints"]
+exclude_patterns = ["_static", "_extra", "_assets", ".ipynb_checkpoints", "**/.ipynb_checkpoints"]
 
 # -- notebooks: stored outputs only, never executed ------------------------------------------------
 nb_execution_mode = "off"
@@ -48,6 +48,7 @@ html_theme = "pydata_sphinx_theme"
 html_title = project
 html_static_path = [str(ROOT / "_proc" / "_static"), "_static"]
 html_css_files = ["custom.css"]
+html_extra_path = [str(ROOT / "_proc" / "_extra")]
 html_copy_source = False
 html_show_sourcelink = False
 html_show_sphinx = False

@@ -8,11 +8,13 @@ Writes, from scratch each time:
 - `_proc/NN_*.ipynb`    every lesson notebook (nbs/*.ipynb not starting with `_`), cleaned of nbdev
                         directives: `#| hide` and `#| default_exp` cells dropped, `#| export` cells kept
                         with their directive lines stripped, `#| echo: false` / `#| output: false` /
-                        `#| include: false` honoured; stored outputs kept (nothing is executed);
+                        `#| include: false` honoured; stored outputs kept (nothing is executed),
+                        except that widget outputs become a short note (no widget JavaScript);
 - `_proc/lessons.md`    the lesson list (title and one-line summary of each notebook) + its toctree;
 - `_proc/api/*.md`      one autodoc page per module in reconpatch_nb/*.py (new modules appear by
                         themselves);
-- `_proc/_assets/...`   images that markdown cells refer to by relative path;
+- `_proc/_assets/...`   images that markdown cells refer to by relative path (and `_proc/_extra/` for
+                        raw HTML <img>, which Sphinx does not collect);
 - `_proc/_static/mathjax/tex-svg-full.js`  MathJax 3 (self-contained SVG build, no web fonts), taken
                         from the npm registry once with `npm pack` and cached in `build/docs_cache/`
                         (gitignored), so the built site renders equations without a network.
@@ -31,6 +33,8 @@ MATHJAX_MEMBER = "package/es5/tex-svg-full.js"
 
 _DIRECTIVE = re.compile(r"^\s*#\|\s*([\w-]+)\s*:?\s*(.*?)\s*$")
 _FALSE = {"false", "no", "0"}
+WIDGET = "application/vnd.jupyter.widget-view+json"
+WIDGET_NOTE = "*(An interactive widget: run the notebook in Jupyter to use it.)*"
 
 
 def settings() -> configparser.SectionProxy:
@@ -66,12 +70,16 @@ def clean_cell(cell: dict) -> dict | None:
     d = directives(source)
     if "hide" in d or "default_exp" in d or d.get("include") in _FALSE: return None
     if d.get("output") in _FALSE: cell["outputs"] = []
-    for out in cell.get("outputs", []):  # nbdev show_doc Markdown starts with a `---` rule: not valid there
-        md = out.get("data", {}).get("text/markdown")
+    for out in cell.get("outputs", []):
+        data = out.get("data", {})
+        if WIDGET in data:  # the site ships no widget JavaScript (it would come from a CDN): say so instead
+            out["data"] = {k: v for k, v in data.items() if k.startswith("image/")} or {"text/markdown": WIDGET_NOTE}
+            continue
+        md = data.get("text/markdown")  # nbdev show_doc Markdown starts with a `---` rule: not valid there
         if md is not None:
             out["data"]["text/markdown"] = re.sub(r"\A\s*(?:---\s*\n)+|(?:\n\s*---)+\s*\Z", "", "".join(md))
     lines = source.splitlines()
-    n_dir = next((i for i, l in enumerate(lines) if not _DIRECTIVE.match(l)), len(lines))
+    n_dir = next((i for i, l in enumerate(lines) if l.strip() and not _DIRECTIVE.match(l)), len(lines))
     body = "\n".join(lines[n_dir:]).strip("\n")
     cell["source"] = body
     tags = set(cell.setdefault("metadata", {}).get("tags", []))
@@ -86,20 +94,23 @@ _HTML_IMG = re.compile(r"(<img\b[^>]*?\bsrc=[\"'])([^\"']+)([\"'])", re.I)
 
 
 def copy_assets(text: str) -> str:
-    "Copy images that markdown refers to by a relative path into _proc/_assets and point at the copy."
-    def fix(m):
+    """Copy images that markdown refers to by a relative path into _proc/_assets and point at the copy.
+    Markdown images are collected by Sphinx; raw HTML <img> are not, so those also go to _proc/_extra
+    (html_extra_path), which lands them at the same `_assets/...` path in the site."""
+    def fix(m, html):
         target = m.group(2)
         if re.match(r"^(?:[a-z][a-z0-9+.-]*:|/|#)", target, re.I): return m.group(0)  # URL, absolute, attachment
         for base in (NBS, ROOT):  # relative to the notebook, or to the repo root (as README.md sees it)
             src = (base / target).resolve()
             if src.is_file() and ROOT in src.parents:
-                rel = src.relative_to(ROOT)
-                dst = OUT / "_assets" / rel
-                dst.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(src, dst)
-                return m.group(1) + (Path("_assets") / rel).as_posix() + m.group(3)
-        return m.group(0)  # leave it: Sphinx reports the missing image and -W fails the build
-    return _HTML_IMG.sub(fix, _MD_IMG.sub(fix, text))
+                rel = Path("_assets") / src.relative_to(ROOT)
+                for dst in [OUT / rel] + ([OUT / "_extra" / rel] if html else []):
+                    dst.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(src, dst)
+                return m.group(1) + rel.as_posix() + m.group(3)
+        return m.group(0)  # leave it: Sphinx (or the browser test) reports the missing image
+    text = _MD_IMG.sub(lambda m: fix(m, False), text)
+    return _HTML_IMG.sub(lambda m: fix(m, True), text)
 
 
 def clean_notebook(path: Path) -> dict:
@@ -111,6 +122,9 @@ def clean_notebook(path: Path) -> dict:
         cell = clean_cell(cell)
         if cell is not None: cells.append(cell)
     nb["cells"] = cells
+    meta = nb.setdefault("metadata", {})  # code highlighting needs a language; nbdev_clean may strip it
+    meta.setdefault("kernelspec", {"name": "python3", "display_name": "Python 3", "language": "python"})
+    meta.setdefault("language_info", {"name": "python"})
     return nb
 
 
@@ -202,6 +216,7 @@ def main():
     cfg = settings()
     if OUT.exists(): shutil.rmtree(OUT)
     OUT.mkdir()
+    (OUT / "_extra").mkdir()  # html_extra_path: files copied as they are into the site root
     install_mathjax()
     write_index(cfg)
     lessons = []
