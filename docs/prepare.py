@@ -53,6 +53,16 @@ def modules() -> list[str]:
     return sorted(p.stem for p in LIB.glob("*.py") if not p.name.startswith("_"))
 
 
+def fingerprint() -> str:
+    "Hash of the names, sizes and times of everything the site is built from (to reuse a fresh build)."
+    files = [ROOT / "settings.ini", ROOT / "Makefile", *NBS.rglob("*"), *(ROOT / "docs").rglob("*"), *LIB.glob("*.py")]
+    h = hashlib.sha256()
+    for f in sorted(f for f in files if f.is_file() and not {"__pycache__", ".ipynb_checkpoints"} & set(f.parts)):
+        st = f.stat()
+        h.update(f"{f.relative_to(ROOT)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
 def directives(source: str) -> dict[str, str]:
     "nbdev/quarto `#|` directives at the top of a code cell, e.g. {'export': '', 'echo': 'false'}."
     found = {}
@@ -173,7 +183,16 @@ def write_lessons(lessons: list[tuple[str, str, str]]):
         f"\n\n```{{toctree}}\n:hidden:\n:maxdepth: 1\n\n{toc}\n```\n", encoding="utf-8")
 
 
-def write_api(mods: list[str], lib: str):
+def default_exp(path: Path) -> str | None:
+    "The module a notebook exports to (`#| default_exp name`), if any."
+    for cell in json.loads(path.read_text(encoding="utf-8"))["cells"]:
+        if cell["cell_type"] == "code":
+            d = directives("".join(cell["source"]))
+            if "default_exp" in d: return d["default_exp"] or None
+    return None
+
+
+def write_api(mods: list[str], lib: str, taught_in: dict[str, tuple[str, str]]):
     api = OUT / "api"
     api.mkdir()
     toc = "\n".join(mods)
@@ -182,8 +201,10 @@ def write_api(mods: list[str], lib: str):
         f"generated from the docstrings and parameter comments.\n\n"
         f"```{{toctree}}\n:maxdepth: 1\n\n{toc}\n```\n", encoding="utf-8")
     for mod in mods:
+        stem, title = taught_in.get(mod, (None, None))
+        lesson = f"Taught in the lesson [{title}](../{stem}.ipynb).\n\n" if stem else ""
         (api / f"{mod}.md").write_text(
-            f"# `{lib}.{mod}`\n\n```{{eval-rst}}\n.. automodule:: {lib}.{mod}\n   :members:\n"
+            f"# `{lib}.{mod}`\n\n{lesson}```{{eval-rst}}\n.. automodule:: {lib}.{mod}\n   :members:\n"
             f"   :show-inheritance:\n```\n", encoding="utf-8")
 
 
@@ -216,17 +237,20 @@ def main():
     cfg = settings()
     if OUT.exists(): shutil.rmtree(OUT)
     OUT.mkdir()
+    (OUT / ".inputs").write_text(fingerprint() + "\n")  # what this build is made from (tests/test_docs.py)
     (OUT / "_extra").mkdir()  # html_extra_path: files copied as they are into the site root
     install_mathjax()
     write_index(cfg)
-    lessons = []
+    lessons, taught_in = [], {}
     for path in lesson_notebooks():
         nb = clean_notebook(path)
         write_nb(nb, OUT / path.name)
         lessons.append((path.stem, *title_and_summary(nb, path.stem)))
+        mod = default_exp(path)
+        if mod: taught_in.setdefault(mod.split(".")[-1], (path.stem, lessons[-1][1]))
     write_lessons(lessons)
     mods = modules()
-    write_api(mods, cfg.get("lib_name", "reconpatch_nb"))
+    write_api(mods, cfg.get("lib_name", "reconpatch_nb"), taught_in)
     print(f"docs: prepared {len(lessons)} lesson notebooks, {len(mods)} API modules in {OUT.relative_to(ROOT)}/")
 
 

@@ -6,7 +6,8 @@ typeset by the bundled MathJax (no raw `$$` left, no TeX errors), every <img> lo
 link answers 200, no script error, and no request leaves the machine (all are routed; any whose host
 is not 127.0.0.1/localhost is recorded, aborted and fails the test). Screenshots go to artifacts/.
 
-A fresh build is reused when nothing it is made from changed since (set DOCS_REBUILD=1 to force).
+A build is reused when it was made from the current inputs (docs/prepare.py's fingerprint of nbs/,
+docs/, the modules, settings.ini, Makefile); set DOCS_REBUILD=1 to force a rebuild.
 Without Chromium the browser tests skip, except under CI=true where they fail.
 """
 from __future__ import annotations
@@ -60,17 +61,12 @@ FIGURE_NB = next((nb for nb in LESSONS if has_png(nb)), None)
 
 
 # -- build ---------------------------------------------------------------------------------------------
-def _inputs_mtime() -> float:
-    files = [ROOT / "settings.ini", ROOT / "Makefile", *NBS.rglob("*"), *(ROOT / "docs").rglob("*"),
-             *(ROOT / prepare.LIB.name).glob("*.py")]
-    return max(f.stat().st_mtime for f in files if f.is_file() and "__pycache__" not in f.parts)
-
-
 @pytest.fixture(scope="module")
 def site() -> Path:
-    "The built site: rebuilt with `make docs` unless a build newer than all its inputs exists."
-    stamp = SITE / ".buildinfo"
-    fresh = stamp.exists() and stamp.stat().st_mtime > _inputs_mtime() and not os.environ.get("DOCS_REBUILD")
+    "The built site: rebuilt with `make docs` unless the last build was made from the current inputs."
+    stamp, inputs = SITE / ".buildinfo", prepare.OUT / ".inputs"
+    fresh = (stamp.exists() and inputs.exists() and stamp.stat().st_mtime >= inputs.stat().st_mtime
+             and inputs.read_text().strip() == prepare.fingerprint() and not os.environ.get("DOCS_REBUILD"))
     if not fresh:
         if shutil.which("make") is None: pytest.fail("`make` is needed to build the docs (apt-get install make)")
         t0 = time.time()
