@@ -197,7 +197,8 @@ def test_page_in_browser(page_name, base_url, browser):
         state = page.evaluate(_MATH_STATE)
         if MATH_NB is not None and page_name == f"{MATH_NB.stem}.html":
             assert mj == "done" and state["math"] > 0 and state["containers"] > 0, f"{page_name}: math not typeset {state}"
-            first = page.locator("article .math").first
+            display = page.locator("article div.math")  # a display equation makes the better picture
+            first = (display if display.count() else page.locator("article .math")).first
             first.scroll_into_view_if_needed()
             page.screenshot(path=str(ARTIFACTS / f"docs_{stem}_equation.png"))
         assert state["typeset"] == state["math"], f"{page_name}: {state['math'] - state['typeset']} math elements not typeset"
