@@ -132,6 +132,8 @@ def clean_notebook(path: Path) -> dict:
         cell = clean_cell(cell)
         if cell is not None: cells.append(cell)
     nb["cells"] = cells
+    if (nb.get("nbformat"), nb.get("nbformat_minor", 0)) >= (4, 5):  # nbformat 4.5 wants cell ids
+        for i, cell in enumerate(cells): cell.setdefault("id", f"{path.stem}-{i}")
     meta = nb.setdefault("metadata", {})  # code highlighting needs a language; nbdev_clean may strip it
     meta.setdefault("kernelspec", {"name": "python3", "display_name": "Python 3", "language": "python"})
     meta.setdefault("language_info", {"name": "python"})
@@ -154,8 +156,8 @@ def write_nb(nb: dict, dst: Path):
     dst.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-def md_cell(text: str) -> dict:
-    return {"cell_type": "markdown", "metadata": {}, "source": text}
+def md_cell(text: str, cell_id: str) -> dict:
+    return {"cell_type": "markdown", "id": cell_id, "metadata": {}, "source": text}
 
 
 ROOT_TOCTREE = "```{toctree}\n:hidden:\n:maxdepth: 2\n\nlessons\napi/index\n```\n"
@@ -165,7 +167,7 @@ def write_index(cfg):
     src = NBS / "index.ipynb"
     if src.exists():
         nb = clean_notebook(src)
-        nb["cells"].append(md_cell(ROOT_TOCTREE))
+        nb["cells"].append(md_cell(ROOT_TOCTREE, "docs-toctree"))
         write_nb(nb, OUT / "index.ipynb")
     else:  # the home page notebook has not been written yet: a stub keeps the site buildable
         (OUT / "index.md").write_text(
