@@ -6,8 +6,8 @@ Usage:
         [--out benchmarks/results_coreset.md]
 
 Every (method, N) runs in a fresh subprocess that builds the same seeded features chunk by chunk,
-so that the peak resident memory of the method (ru_maxrss after minus before) is not polluted by
-other runs. anomalib is never imported as a package (its __init__ pulls in lightning etc.): with
+so that the peak resident memory of the method (RSS sampled every 2 ms during the call, minus RSS
+before it) is not polluted by other runs. anomalib is never imported as a package (its __init__ pulls in lightning etc.): with
 `--anomalib-path` pointing at a `pip install --no-deps --target DIR anomalib`, only the two files
 KCenterGreedy needs (sampling/k_center_greedy.py, dimensionality_reduction/random_projection.py)
 are loaded. If that fails, the script says so and reports the other methods.
@@ -22,13 +22,14 @@ import argparse
 import importlib.util
 import json
 import os
-import resource
+import threading
 import subprocess
 import sys
 import time
 import types
 from pathlib import Path
 
+import psutil
 import torch
 
 HERE = Path(__file__).resolve().parent
@@ -65,8 +66,17 @@ def load_kcenter(path: str):
     return load("anomalib.models.components.sampling.k_center_greedy", base / "sampling" / "k_center_greedy.py").KCenterGreedy
 
 
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+class PeakRSS:
+    "Peak resident memory above the level at entry, sampled every 2 ms by a thread (catches short-lived buffers)."
+    def __enter__(self):
+        self.proc = psutil.Process(); self.base = self.peak = self.proc.memory_info().rss
+        self.done = threading.Event(); self.thread = threading.Thread(target=self._poll, daemon=True); self.thread.start()
+        return self
+    def _poll(self):
+        while not self.done.wait(0.002): self.peak = max(self.peak, self.proc.memory_info().rss)
+    def __exit__(self, *exc):
+        self.done.set(); self.thread.join(); self.peak = max(self.peak, self.proc.memory_info().rss)
+        self.mb = (self.peak - self.base) / 2**20
 
 
 def worker(method: str, n: int, dim: int, ratio: float, kind: str, anomalib_path: str, max_steps: int) -> dict:
@@ -74,36 +84,36 @@ def worker(method: str, n: int, dim: int, ratio: float, kind: str, anomalib_path
     feats = make_features(n, dim, kind)
     k = int(n * ratio)
     KCenterGreedy = load_kcenter(anomalib_path) if method == "anomalib" else None
-    before = peak_rss_mb()
-    note = ""
-    t0 = time.perf_counter()
-    if method == "ours":
-        idx = approximate_greedy_coreset(feats, ratio, device="cpu", progress=False)
-    elif method == "exact":
-        idx = greedy_coreset(feats, ratio, device="cpu", progress=False)
-    elif method == "anomalib":
-        torch.manual_seed(0)
-        sampler = KCenterGreedy(feats, ratio)
-        if max_steps and max_steps < k:  # first picks only, then extrapolate (same loop body as select_coreset_idxs)
-            sampler.model.fit(feats); sampler.features = sampler.model.transform(feats); sampler.reset_distances()
-            t_setup = time.perf_counter() - t0
-            idx = torch.randint(high=n, size=(1,)).squeeze(); picks = [idx]
-            t1 = time.perf_counter()
-            for _ in range(max_steps - 1):
-                sampler.update_distances(cluster_center=idx)
-                idx = sampler.get_new_idx()
-                sampler.min_distances.scatter_(0, idx.unsqueeze(0).unsqueeze(1), 0.0)
-                picks.append(idx)
-            per_pick = (time.perf_counter() - t1) / (max_steps - 1)
-            seconds = t_setup + per_pick * (k - 1)
-            note = f"extrapolated from {max_steps} picks ({per_pick * 1e3:.1f} ms/pick)"
-            idx = torch.stack(picks)
+    with PeakRSS() as mem:
+        note = ""
+        t0 = time.perf_counter()
+        if method == "ours":
+            idx = approximate_greedy_coreset(feats, ratio, device="cpu", progress=False)
+        elif method == "exact":
+            idx = greedy_coreset(feats, ratio, device="cpu", progress=False)
+        elif method == "anomalib":
+            torch.manual_seed(0)
+            sampler = KCenterGreedy(feats, ratio)
+            if max_steps and max_steps < k:  # first picks only, then extrapolate (same loop body as select_coreset_idxs)
+                sampler.model.fit(feats); sampler.features = sampler.model.transform(feats); sampler.reset_distances()
+                t_setup = time.perf_counter() - t0
+                idx = torch.randint(high=n, size=(1,)).squeeze(); picks = [idx]
+                t1 = time.perf_counter()
+                for _ in range(max_steps - 1):
+                    sampler.update_distances(cluster_center=idx)
+                    idx = sampler.get_new_idx()
+                    sampler.min_distances.scatter_(0, idx.unsqueeze(0).unsqueeze(1), 0.0)
+                    picks.append(idx)
+                per_pick = (time.perf_counter() - t1) / (max_steps - 1)
+                seconds = t_setup + per_pick * (k - 1)
+                note = f"extrapolated from {max_steps} picks ({per_pick * 1e3:.1f} ms/pick)"
+                idx = torch.stack(picks)
+            else:
+                idx = torch.tensor(sampler.select_coreset_idxs())
         else:
-            idx = torch.tensor(sampler.select_coreset_idxs())
-    else:
-        raise ValueError(f"unknown method {method!r}")
-    if not note: seconds = time.perf_counter() - t0
-    return dict(method=method, n=n, k=k, seconds=seconds, peak_mb=max(0.0, peak_rss_mb() - before),
+            raise ValueError(f"unknown method {method!r}")
+        if not note: seconds = time.perf_counter() - t0
+    return dict(method=method, n=n, k=k, seconds=seconds, peak_mb=mem.mb,
                 features_mb=feats.numel() * 4 / 2**20, picks=len(idx), note=note)
 
 
@@ -151,8 +161,8 @@ def main():
              "anomalib": "anomalib KCenterGreedy (sparse JL projection, eps=0.9)"}
     lines = [f"# Coreset benchmark\n",
              f"{args.data} features, D = {args.dim}, ratio = {args.ratio:.0%}, CPU ({os.cpu_count()} cores, "
-             f"torch {torch.__version__}, {torch.get_num_threads()} threads). Peak memory = rise of the process's peak RSS "
-             f"during the call (the features themselves are allocated before).\n",
+             f"torch {torch.__version__}, {torch.get_num_threads()} threads). Peak memory = peak RSS during the call minus RSS before it "
+             f"(sampled every 2 ms; the features themselves are allocated before).\n",
              "| N | k | method | time (s) | peak extra memory (MB) | features (MB) | speed-up vs anomalib | note |",
              "|---|---|---|---|---|---|---|---|"]
     for n in args.sizes:
