@@ -19,8 +19,8 @@ def render(nb):
     parts = []
     for cell in nb["cells"]:
         src = "".join(cell["source"])
-        if cell["cell_type"] == "markdown":
-            parts.append(src.strip()); continue
+        if cell["cell_type"] == "markdown":  # images are relative to nbs/, the README sits one level up
+            parts.append(re.sub(r"\]\((?!https?:|/|#)", "](nbs/", src.strip())); continue
         if cell["cell_type"] != "code" or directives(src) & {"hide", "export", "exporti", "default_exp"}:
             continue
         code = "\n".join(l for l in src.split("\n") if not l.startswith("#|")).strip()
