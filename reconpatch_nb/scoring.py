@@ -5,7 +5,6 @@
 # %% ../nbs/04_scoring.ipynb #b8fb0d4f
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import torch

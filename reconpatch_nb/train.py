@@ -5,7 +5,6 @@
 # %% ../nbs/11_train.ipynb #05170c0c
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
