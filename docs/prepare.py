@@ -21,7 +21,7 @@ Writes, from scratch each time:
 """
 from __future__ import annotations
 
-import configparser, hashlib, json, os, re, shutil, subprocess, sys, tarfile
+import configparser, hashlib, json, re, shutil, subprocess, sys, tarfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
