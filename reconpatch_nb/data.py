@@ -139,16 +139,26 @@ class AnomalyDataset(torch.utils.data.Dataset):
     def __getitem__(self, i:int) -> dict:
         it = self.items[i]
         img = load_image(it.image_path)
-        if self.has_masks and it.mask_path is not None:
-            mask_img = load_image(it.mask_path)
-            if mask_img.size != img.size:
-                raise ValueError(f"mask {it.mask_path} has size {mask_img.size} but image {it.image_path} "
-                                 f"has size {img.size} (width, height): they must match")
-            mask = self.transform.mask_transform(mask_img)
-        else:
-            mask = torch.zeros(1, self.transform.crop, self.transform.crop)
-        return {"image": self.transform(img), "mask": mask, "label": int(it.label),
+        return {"image": self.transform(img), "mask": self.mask(i, img.size), "label": int(it.label),
                 "path": str(it.image_path), "defect": it.defect}
+
+    def mask(self, i:int, # item index
+             image_size:tuple|None=None, # (width, height) of its image if already loaded; None: read from the file header
+            ) -> Tensor: # (1, crop, crop) in {0, 1}; zeros for normal images and datasets without masks
+        "The pre-processed mask of item `i`, checked against its image's size without decoding the image."
+        it = self.items[i]
+        if not (self.has_masks and it.mask_path is not None):
+            return torch.zeros(1, self.transform.crop, self.transform.crop)
+        if image_size is None:
+            try:
+                with Image.open(it.image_path) as im: image_size = im.size
+            except (UnidentifiedImageError, OSError, SyntaxError):
+                load_image(it.image_path); raise  # load_image raises the clear error for this file
+        mask_img = load_image(it.mask_path)
+        if mask_img.size != image_size:
+            raise ValueError(f"mask {it.mask_path} has size {mask_img.size} but image {it.image_path} "
+                             f"has size {image_size} (width, height): they must match")
+        return self.transform.mask_transform(mask_img)
 
     def __repr__(self):
         return (f"{type(self).__name__}({len(self)} images: {int((self.labels == 0).sum())} normal, "
