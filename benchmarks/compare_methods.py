@@ -19,9 +19,9 @@ Protocol (fixed before any test number was looked at):
   bank is 1 %), ReConPatch at the paper's recipe (lr 1e-5, γ 0.999, ...) for `--epochs` epochs, ReConPatch
   (validated), and "f at init": the same ReConPatch object with its untrained f (epoch-0 checkpoint), i.e.
   PatchCore 1 % on a random linear projection to 512-d.
-- Features are extracted once per (dataset, category) with the detector's own extractor and reused. Fitting
-  from cached features runs the detector's own hooks (`_fit_representation`, `embed`, the same coreset
-  sampler, `_set_bank`, `_score`, `evaluate`); `--part check` verifies it reproduces `Detector.fit` exactly.
+- Features are extracted once per (dataset, category) with the detector's own extractor and reused: the
+  detectors fit and score them with `fit_features` / `predict_features` (what `fit` / `predict` run after
+  extraction); `--part check` verifies that this reproduces `Detector.fit` exactly.
 """
 from __future__ import annotations
 
@@ -41,8 +41,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from reconpatch_nb.contextual import contextual_similarity  # noqa: E402
-from reconpatch_nb.core import set_seed  # noqa: E402
-from reconpatch_nb.coreset import ApproximateGreedyCoreset  # noqa: E402
+from reconpatch_nb.core import atomic_save, safe_load, set_seed  # noqa: E402
 from reconpatch_nb.data import MVTecAD  # noqa: E402
 from reconpatch_nb.detector import PatchCore  # noqa: E402
 from reconpatch_nb.pairwise import pairwise_similarity  # noqa: E402
@@ -72,14 +71,14 @@ def datasets(cache: Path) -> dict:
 def cached_features(cache: Path, which: str, category: str) -> dict:
     "Frozen patch features p of the train and test splits, extracted once with the detector's extractor."
     path = cache / f"feats_{which}_{category}.pt"
-    if path.exists(): return torch.load(path)
+    if path.exists(): return safe_load(path)
     root = datasets(cache)[which]
     model, out = PatchCore(progress=False), {}
     for split in ("train", "test"):
         t0 = time.perf_counter()
         out[split] = model.features(MVTecAD(root, category, split))
         out[f"{split}_seconds"] = time.perf_counter() - t0
-    torch.save(out, path)
+    atomic_save(out, path)
     return out
 
 
@@ -88,29 +87,14 @@ def test_dataset(cache: Path, which: str, category: str) -> MVTecAD:
 
 
 # ---------------------------------------------------------------- fitting from cached features
-def build_bank(model: PatchCore, p_train: torch.Tensor):
-    "The bank exactly as `PatchCore.fit` builds it (embed, approximate greedy coreset, `_set_bank`)."
-    with torch.no_grad(): e = model.embed(p_train.reshape(-1, p_train.shape[-1]).to(model.device)).float()
-    idx = ApproximateGreedyCoreset(model.config["coreset_ratio"], seed=model.config["seed"], device=model.device)(e)
-    model._set_bank(e[idx])
-
-
-def fit_features(model: PatchCore, p_train: torch.Tensor) -> PatchCore:
-    "`model.fit` minus feature extraction (and minus the training-score pass, which no metric uses)."
-    set_seed(model.config["seed"])
-    t0 = time.perf_counter()
-    model._fit_representation(p_train)
-    t1 = time.perf_counter()
-    build_bank(model, p_train)
-    model.timings.update(train_seconds=t1 - t0, bank_seconds=time.perf_counter() - t1)
-    return model
+# `PatchCore.fit_features` / `build_bank` / `predict_features` are `fit` and `predict` minus the feature
+# extraction, so every method below is fitted and scored by the detectors' own code.
 
 
 def evaluate_features(model: PatchCore, p_test: torch.Tensor, test) -> dict:
     "`model.evaluate(test)` on cached test features."
     t0 = time.perf_counter()
-    pred = model._score(p_test)
-    pred.paths = [str(it.image_path) for it in test.items]
+    pred = model.predict_features(p_test, [str(it.image_path) for it in test.items])
     model.timings["predict_seconds"] = time.perf_counter() - t0
     m = model.evaluate(test, pred)
     return {k: float(m[k]) for k in (*METRICS, "f1_max")}
@@ -156,7 +140,7 @@ def run_reconpatch(p_train, p_test, test, seed: int, epochs: int, overrides: dic
     "Fit a real `ReConPatch` on cached features; metrics of the trained f and of f at init (epoch 0)."
     model = ReConPatch(epochs=epochs, seed=seed, progress=False, checkpoint_epochs=tuple(range(0, epochs + 1, every)),
                        **overrides)
-    fit_features(model, p_train)
+    model.fit_features(p_train)
     rec = {"config": {k: model.config[k] for k in TRAIN_DEFAULTS}, "metrics": evaluate_features(model, p_test, test),
            "train_seconds": model.timings["train_seconds"], "seconds_per_epoch": model.train_summary["seconds_per_epoch"],
            "steps_per_epoch": None, "log": [{k: (round(v, 5) if isinstance(v, float) else v) for k, v in vars(r).items()}
@@ -169,15 +153,15 @@ def run_reconpatch(p_train, p_test, test, seed: int, epochs: int, overrides: dic
         rec["distance_agreement"] = distance_agreement(model, sample[:1500])
     # control: the same object with f at its random initialisation
     trained = {k: v.clone() for k, v in model.head.state_dict().items()}
-    model.head.load_state_dict(model.checkpoints[0]); build_bank(model, p_train)
+    model.head.load_state_dict(model.checkpoints[0]); model.build_bank(p_train)
     rec["metrics_f_init"] = evaluate_features(model, p_test, test)
-    model.head.load_state_dict(trained); build_bank(model, p_train)
+    model.head.load_state_dict(trained); model.build_bank(p_train)
     rec["_model"] = model
     return rec
 
 
 def run_patchcore(p_train, p_test, test, seed: int, ratio: float) -> dict:
-    model = fit_features(PatchCore(coreset_ratio=ratio, seed=seed, progress=False), p_train)
+    model = PatchCore(coreset_ratio=ratio, seed=seed, progress=False).fit_features(p_train)
     return {"metrics": evaluate_features(model, p_test, test), "bank_seconds": model.timings["bank_seconds"]}
 
 
@@ -196,7 +180,7 @@ def part_check(cache, args):
     for name, make in [("PatchCore 1 %", lambda: PatchCore(coreset_ratio=0.01, progress=False)),
                        ("ReConPatch 1 epoch", lambda: ReConPatch(epochs=1, progress=False))]:
         a = make().fit(train); ma = a.evaluate(test)
-        b = fit_features(make(), f["train"]); mb = evaluate_features(b, f["test"], test)
+        b = make().fit_features(f["train"]); mb = evaluate_features(b, f["test"], test)
         out[name] = {"fit": {k: float(ma[k]) for k in METRICS}, "cached": {k: mb[k] for k in METRICS},
                      "bank_max_abs_diff": float((a.bank - b.bank).abs().max())}
         print(name, out[name], flush=True)
@@ -261,7 +245,7 @@ def part_paper120(cache, args):
     trained = {k: v.clone() for k, v in model.head.state_dict().items()}
     curve = []
     for e in sorted(set(range(0, E + 1, 10)) | {E}):
-        model.head.load_state_dict(model.checkpoints[e]); build_bank(model, f["train"])
+        model.head.load_state_dict(model.checkpoints[e]); model.build_bank(f["train"])
         curve.append({"epoch": e, **evaluate_features(model, fv["test"], val_test)})
         print("val curve", curve[-1], flush=True)
     model.head.load_state_dict(trained)
@@ -314,7 +298,7 @@ def part_report(cache, args):
     for k, v in parts.items():
         if k.startswith("compare"): res["compare"].update({x: v[x] for x in ("epochs", "seeds", "chosen", "chosen_overrides") if x in v})
     # strip bulky per-run logs from the compare section except the per-epoch summary the notebook needs
-    table, lines = [], []
+    table = []
     methods = ["PatchCore 10%", "PatchCore 1%", "ReConPatch f at init", "ReConPatch paper", "ReConPatch validated"]
     cats = sorted({r["category"] for r in cmp_runs})
     for m in methods:
