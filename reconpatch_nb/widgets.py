@@ -17,7 +17,7 @@ from matplotlib.patches import Rectangle
 from torch import Tensor
 
 from .scoring import NearestNeighbourIndex
-from .viz import OKABE_ITO, _hwc, bank_sources, draw_layout, mask_f1
+from .viz import OKABE_ITO, _hwc, draw_layout, mask_f1
 
 # %% auto #0
 __all__ = ['FigureWidget', 'FeatureEvolutionWidget', 'ThresholdWidget', 'crop_cell', 'PatchExplainWidget']
@@ -200,15 +200,12 @@ class PatchExplainWidget(FigureWidget):
 
     @classmethod
     def from_model(cls, model, # a fitted detector (its `bank`, `embed`, `features`, `transform`)
-                   train_dataset, # the dataset the model was fitted on (for the bank's sources and crops)
+                   train_dataset, # the dataset the model was fitted on (for the crops of the bank patches)
                    test_dataset, # test images to explain
                    **kwargs):
-        "Build from a fitted detector: embeds both datasets and locates every bank row in the training images."
-        with torch.no_grad():
-            train_f = model.embed(model.features(train_dataset).to(model.device)).float().cpu()
-            test_f = model.embed(model.features(test_dataset).to(model.device)).float().cpu()
-        sources = getattr(model, "bank_source", None)  # provenance kept by the detector, when it does
-        sources = bank_sources(model.bank, train_f) if sources is None else np.asarray(sources)
+        "Build from a fitted detector: embeds the test images; the bank's provenance is the detector's `bank_source`."
+        with torch.no_grad(): test_f = model.embed(model.features(test_dataset).to(model.device)).float().cpu()
+        sources = np.asarray(model.bank_source)  # (training image, row, col) of each bank row, kept by `fit`
         ims = lambda ds: torch.stack([model.transform.denormalize(s["image"]) for s in (model._own(ds)[i] for i in range(len(ds)))])
         names = [f"{i}: {it.defect}" for i, it in enumerate(test_dataset.items)]
         return cls(ims(test_dataset), test_f, model.bank, sources, ims(train_dataset), names=names, index=model.index, **kwargs)
