@@ -5,6 +5,7 @@
 # %% ../nbs/01_data.ipynb #c683cc09
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -135,6 +136,12 @@ class AnomalyDataset(torch.utils.data.Dataset):
         self.labels = np.array([it.label for it in items], dtype=np.int64)
 
     def __len__(self): return len(self.items)
+
+    def with_transform(self, transform:ImageTransform, # the pre-processing the copy applies
+                      ) -> AnomalyDataset: # a shallow copy sharing the items and labels
+        "The same images and masks, pre-processed with `transform` (e.g. a model's own)."
+        own = copy.copy(self); own.transform = transform
+        return own
 
     def __getitem__(self, i:int) -> dict:
         it = self.items[i]
