@@ -12,26 +12,40 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .core import check_features, squared_distances
-from .pairwise import pairwise_similarity
+from .pairwise import check_sigma, pairwise_from_distances, prepare_projections, resolve_center
 
 # %% auto #0
-__all__ = ['knn_indices', 'half_k', 'contextual_similarity', 'combined_similarity']
+__all__ = ['check_k', 'knn_from_distances', 'knn_indices', 'half_k', 'contextual_from_knn', 'contextual_similarity',
+           'pseudo_label_terms', 'combined_similarity']
 
 # %% ../nbs/08_contextual.ipynb #8595c866
+def check_k(k:int, # neighbourhood size of Eq. 2
+            n:int, # batch size N
+           ) -> int:
+    "Return `k` if it is an integer with 1 <= k < N, else raise `ValueError`."
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k < n:
+        raise ValueError(f"k must be an integer with 1 <= k < N = {n} (the batch size), got {k!r}")
+    return k
+
+def knn_from_distances(d2:Tensor, # (N, N) squared distances; its diagonal is overwritten
+                       k:int, # neighbours per row, 1 <= k < N (not checked)
+                       include_self:bool=True, # count i as its own nearest neighbour
+                      ) -> Tensor: # (N, k) long indices of N_k(i), nearest first
+    "k nearest neighbours from a precomputed distance matrix: the unchecked kernel of `knn_indices`."
+    d2.fill_diagonal_(-1.0 if include_self else float("inf"))  # self first, or never
+    return d2.topk(k, dim=1, largest=False).indices
+
 def knn_indices(z:Tensor, # (N, D) projected patch features z̄
                 k:int, # neighbours per row, 1 <= k < N
                 normalize:bool=True, # L2-normalise rows first (same [choice] as `pairwise_similarity`)
                 include_self:bool=True, # count i as its own nearest neighbour ([choice], as STML)
+                center:str|Tensor="none", # centre z̄ first: "none", "batch" or a (D,) mean (as `pairwise_similarity`)
                ) -> Tensor: # (N, k) long indices of N_k(i), nearest first
     "Indices of the k nearest neighbours of every row within the batch, nearest first."
     check_features(z, "z")
-    n = z.shape[0]
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k < n:
-        raise ValueError(f"k must be an integer with 1 <= k < N = {n} (the batch size), got {k!r}")
-    if normalize: z = F.normalize(z, dim=1)
-    d2 = squared_distances(z, z)
-    d2.fill_diagonal_(-1.0 if include_self else float("inf"))  # self first, or never
-    return d2.topk(k, dim=1, largest=False).indices
+    check_k(k, z.shape[0])
+    z = prepare_projections(z, resolve_center(z, center), normalize)
+    return knn_from_distances(squared_distances(z, z), k, include_self)
 
 def _mask(idx:Tensor, n:int, dtype:torch.dtype) -> Tensor:
     "(N, n) 0/1 matrix with ones at the given column indices of each row."
@@ -47,16 +61,13 @@ def half_k(k:int, # neighbourhood size k of Eq. 2
     raise ValueError(f"variant must be 'paper' or 'stml', got {variant!r}")
 
 # %% ../nbs/08_contextual.ipynb #9bfbca17
-def contextual_similarity(z:Tensor, # (N, D) projected patch features z̄ from the similarity network
-                          k:int=5, # neighbourhood size of Eq. 2, 1 <= k < N
-                          variant:str="paper", # "paper" (Eq. 2-5 as written) or "stml" (STML's official code)
-                          normalize:bool=True, # L2-normalise rows first (same [choice] as `pairwise_similarity`)
-                          include_self:bool=True, # count i as its own nearest neighbour ([choice], as STML)
-                         ) -> Tensor: # (N, N) symmetric w^C with values in [0, 1]
-    "Contextual similarity w^C from shared k-nearest neighbours (Eq. 2-5 of ReConPatch, after STML)."
-    h = half_k(k, variant) if isinstance(k, int) and not isinstance(k, bool) else None  # validates `variant`
-    idx = knn_indices(z, k, normalize, include_self)       # (N, k) n_ia: N_k(i), nearest first; validates z, k
-    n, dt, dev = z.shape[0], z.dtype, z.device
+def contextual_from_knn(idx:Tensor, # (N, k) indices of N_k(i), nearest first (`knn_indices`)
+                        variant:str="paper", # "paper" (Eq. 2-5 as written) or "stml" (STML's official code)
+                        dtype:torch.dtype=torch.float32, # dtype of the result
+                       ) -> Tensor: # (N, N) symmetric w^C with values in [0, 1]
+    "Eq. 2-5 from the neighbour lists: the kernel that `contextual_similarity` and the training loop share."
+    n, k = idx.shape
+    h, dt, dev = half_k(k, variant), dtype, idx.device
     rows = torch.arange(n, device=dev)[:, None]
     nn_k = torch.zeros(n, n, dtype=torch.bool, device=dev).scatter_(1, idx, True)  # A_ij = [j in N_k(i)]
     if variant == "paper":
@@ -77,17 +88,45 @@ def contextual_similarity(z:Tensor, # (N, D) projected patch features z̄ from t
     w_hat = torch.zeros(n, n, dtype=dt, device=dev).scatter_add_(1, idx[l].reshape(n, -1), vals)
     return 0.5 * (w_hat + w_hat.T)                                                   # Eq. 5
 
+def contextual_similarity(z:Tensor, # (N, D) projected patch features z̄ from the similarity network
+                          k:int=5, # neighbourhood size of Eq. 2, 1 <= k < N
+                          variant:str="paper", # "paper" (Eq. 2-5 as written) or "stml" (STML's official code)
+                          normalize:bool=True, # L2-normalise rows first (same [choice] as `pairwise_similarity`)
+                          include_self:bool=True, # count i as its own nearest neighbour ([choice], as STML)
+                          center:str|Tensor="none", # centre z̄ first: "none", "batch" or a (D,) mean
+                         ) -> Tensor: # (N, N) symmetric w^C with values in [0, 1]
+    "Contextual similarity w^C from shared k-nearest neighbours (Eq. 2-5 of ReConPatch, after STML)."
+    if isinstance(k, int) and not isinstance(k, bool): half_k(k, variant)   # validates `variant` first
+    idx = knn_indices(z, k, normalize, include_self, center)                  # (N, k) n_ia: N_k(i); validates z, k
+    return contextual_from_knn(idx, variant, z.dtype)
+
 # %% ../nbs/08_contextual.ipynb #93c48163
+def pseudo_label_terms(z:Tensor, # (N, D) projected patch features z̄ (not checked)
+                       sigma:float|str=1.0, # σ of Eq. 1, or "median"
+                       k:int=5, # k of Eq. 2
+                       normalize:bool=True, # L2-normalise rows first
+                       variant:str="paper", # contextual variant: "paper" or "stml"
+                       center:Tensor|None=None, # (D,) vector subtracted before normalising, or None
+                       include_self:bool=True, # count i as its own nearest neighbour
+                      ) -> tuple[Tensor, Tensor]: # w^P and w^C, each (N, N)
+    "w^P and w^C from ONE centred, normalised z̄ and ONE distance matrix: the unchecked kernel of the training step."
+    z = prepare_projections(z, center, normalize)
+    d2 = squared_distances(z, z)                               # ‖z̄_i − z̄_j‖², shared by Eq. 1 and Eq. 2
+    w_pair = pairwise_from_distances(d2, sigma)                # Eq. 1 (reads d2, does not modify it)
+    idx = knn_from_distances(d2, k, include_self)              # N_k(i) (overwrites d2's diagonal)
+    return w_pair, contextual_from_knn(idx, variant, z.dtype)  # Eq. 2-5
+
 def combined_similarity(z:Tensor, # (N, D) projected patch features z̄ from the similarity network
                         alpha:float=0.5, # weight α of the pairwise term, in [0, 1]
-                        sigma:float=1.0, # bandwidth σ of the pairwise term (Eq. 1)
+                        sigma:float|str=1.0, # bandwidth σ of the pairwise term (Eq. 1), or "median"
                         k:int=5, # neighbourhood size of the contextual term (Eq. 2)
                         normalize:bool=True, # L2-normalise rows first (both terms)
                         variant:str="paper", # contextual variant: "paper" or "stml"
+                        center:str|Tensor="none", # centre z̄ first: "none", "batch" or a (D,) mean
                        ) -> Tensor: # (N, N) symmetric pseudo-labels w in [0, 1]
     "Pseudo-label w = α·w^P + (1 − α)·w^C (Eq. 6 of ReConPatch)."
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha <= 1:
         raise ValueError(f"alpha must be a number in [0, 1], got {alpha!r}")
-    w_pair = pairwise_similarity(z, sigma=sigma, normalize=normalize)
-    w_ctx = contextual_similarity(z, k=k, variant=variant, normalize=normalize)
+    check_features(z, "z"); check_sigma(sigma); check_k(k, z.shape[0]); half_k(k, variant)
+    w_pair, w_ctx = pseudo_label_terms(z, sigma, k, normalize, variant, resolve_center(z, center))
     return alpha * w_pair + (1 - alpha) * w_ctx

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 
 # %% auto #0
-__all__ = ['ReConPatchHead', 'make_similarity_network', 'ema_update']
+__all__ = ['ReConPatchHead', 'make_similarity_network', 'ema_update', 'ema_update_unchecked']
 
 # %% ../nbs/10_ema.ipynb #4e4227d0
 class ReConPatchHead(nn.Module):
@@ -65,9 +65,14 @@ def ema_update(target:nn.Module, # the similarity network θ̄ (f̄, ḡ), updat
     if isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or not 0 <= gamma <= 1:  # also rejects NaN
         raise ValueError(f"gamma must be a number in [0, 1], got {gamma!r}")
     _check_same_architecture(target, online)
-    online_params = dict(online.named_parameters())
-    for name, t in target.named_parameters():
-        t.mul_(gamma).add_(online_params[name].detach(), alpha=1 - gamma)
-    online_buffers = dict(online.named_buffers())
-    for name, b in target.named_buffers():
-        b.copy_(online_buffers[name])
+    ema_update_unchecked(target, online, gamma)
+
+@torch.no_grad()
+def ema_update_unchecked(target:nn.Module, # the similarity network θ̄, updated in place
+                         online:nn.Module, # the trained network θ, same architecture (not checked)
+                         gamma:float, # γ in [0, 1] (not checked)
+                        ) -> None:
+    "Eq. 8 without the checks: the kernel of `ema_update`, called by the training loop after every step."
+    for t, o in zip(target.parameters(), online.parameters()):
+        t.mul_(gamma).add_(o.detach(), alpha=1 - gamma)          # θ̄ ← γ θ̄ + (1 − γ) θ
+    for b, ob in zip(target.buffers(), online.buffers()): b.copy_(ob)

@@ -11,10 +11,26 @@ from torch import Tensor
 from .core import check_features, squared_distances
 
 # %% auto #0
-__all__ = ['relaxed_contrastive_loss']
+__all__ = ['relaxed_contrastive_loss_unchecked', 'relaxed_contrastive_loss']
 
 # %% ../nbs/09_loss.ipynb #bfa4af25
 _EPS = 1e-12  # clamp for squared distances before the root, and for the row mean
+
+def relaxed_contrastive_loss_unchecked(z:Tensor, # (N, D) projected features z = g(f(p)) (with gradients), N >= 2
+                                       w:Tensor, # (N, N) pseudo-labels in [0, 1] (detached)
+                                       margin:float=1.0, # m in Eq. 7, > 0
+                                      ) -> Tensor: # scalar loss L_RC, on the device (no host synchronisation)
+    "Eq. 7 without argument checks: the kernel that `relaxed_contrastive_loss` and the training loop share."
+    N = z.shape[0]
+    w = w.detach().to(z.dtype).clamp(0, 1)          # pseudo-labels are targets, never trained
+    off = ~torch.eye(N, dtype=torch.bool, device=z.device)
+    zc = z - z.mean(0, keepdim=True).detach()       # centring: same distances, less cancellation
+    d2 = squared_distances(zc, zc)
+    dist = torch.where(off, d2.clamp_min(_EPS).sqrt(), torch.zeros_like(d2))  # ||z_i - z_j||, exact 0 on the diagonal
+    delta = dist / dist.mean(1, keepdim=True).clamp_min(_EPS)                 # delta_ij (row-normalised)
+    pull = w * delta.pow(2)                                                  # w_ij delta_ij^2
+    push = (1 - w) * (margin - delta).clamp_min(0).pow(2)                    # (1 - w_ij) max(m - delta_ij, 0)^2
+    return (pull + push).masked_fill(~off, 0).sum() / N
 
 def relaxed_contrastive_loss(z:Tensor, # (N, D) projected features z = g(f(p)) of the trained network (with gradients)
                              w:Tensor, # (N, N) pseudo-labels w_ij in [0, 1] from the similarity network (detached)
@@ -32,12 +48,4 @@ def relaxed_contrastive_loss(z:Tensor, # (N, D) projected features z = g(f(p)) o
         raise ValueError(f"w must lie in [0, 1], got values in [{w.min().item():.3g}, {w.max().item():.3g}]")
     if not (isinstance(margin, (int, float)) and margin > 0):  # also rejects NaN
         raise ValueError(f"margin must be a positive number, got {margin!r}")
-    w = w.detach().to(z.dtype).clamp(0, 1)          # pseudo-labels are targets, never trained
-    off = ~torch.eye(N, dtype=torch.bool, device=z.device)
-    zc = z - z.mean(0, keepdim=True).detach()       # centring: same distances, less cancellation
-    d2 = squared_distances(zc, zc)
-    dist = torch.where(off, d2.clamp_min(_EPS).sqrt(), torch.zeros_like(d2))  # ||z_i - z_j||, exact 0 on the diagonal
-    delta = dist / dist.mean(1, keepdim=True).clamp_min(_EPS)                 # delta_ij (row-normalised)
-    pull = w * delta.pow(2)                                                  # w_ij delta_ij^2
-    push = (1 - w) * (margin - delta).clamp_min(0).pow(2)                    # (1 - w_ij) max(m - delta_ij, 0)^2
-    return (pull + push).masked_fill(~off, 0).sum() / N
+    return relaxed_contrastive_loss_unchecked(z, w, margin)

@@ -14,19 +14,67 @@ from torch import Tensor
 from .core import check_features, squared_distances
 
 # %% auto #0
-__all__ = ['pairwise_similarity']
+__all__ = ['CENTERS', 'off_diagonal', 'median_sigma', 'pairwise_from_distances', 'check_sigma', 'resolve_center',
+           'prepare_projections', 'pairwise_similarity']
 
 # %% ../nbs/07_pairwise.ipynb #404530a1
+def off_diagonal(x:Tensor, # (N, N) square matrix
+                ) -> Tensor: # (N - 1, N) view holding the N(N - 1) off-diagonal entries in row-major order
+    "The off-diagonal entries of a square matrix as a view (no boolean mask, so no host synchronisation)."
+    n = x.shape[0]
+    return x.flatten()[1:].view(n - 1, n + 1)[:, :-1]
+
+def median_sigma(d2:Tensor, # (N, N) squared distances ‖z̄_i − z̄_j‖²
+                ) -> Tensor: # 0-dim tensor: the median of the off-diagonal entries
+    "σ chosen per batch: the median off-diagonal squared distance, so that the median w^P is e⁻¹."
+    return off_diagonal(d2).median()
+
+def pairwise_from_distances(d2:Tensor, # (N, N) squared distances of the (centred, normalised) z̄; not modified
+                            sigma:float|str=1.0, # σ > 0, or "median" (`median_sigma` of this batch)
+                           ) -> Tensor: # (N, N) symmetric w^P with ones on the diagonal
+    "Eq. 1 from a precomputed distance matrix; the unchecked kernel that `pairwise_similarity` and the training loop share."
+    d2 = 0.5 * (d2 + d2.T)                   # the matrix product is symmetric only up to rounding
+    d2.fill_diagonal_(0)                     # exact zeros on the diagonal, so w^P_ii = 1
+    if isinstance(sigma, str): sigma = median_sigma(d2)  # a tensor: stays on the device
+    return torch.exp(-d2 / sigma)            # w^P
+
+CENTERS = ("none", "batch", "running")  # how z̄ is centred before Eq. 1-5
+
+def check_sigma(sigma:float|str, # σ of Eq. 1 to check
+               ) -> float|str:
+    "Return `sigma` if it is a positive finite number or \"median\", else raise `ValueError`."
+    if isinstance(sigma, str) and sigma == "median": return sigma
+    if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not math.isfinite(sigma) or sigma <= 0:
+        raise ValueError(f"sigma must be a positive finite number or 'median', got {sigma!r}")
+    return sigma
+
+def resolve_center(z:Tensor, # (N, D) projected patch features z̄
+                   center:str|Tensor="none", # "none", "batch" (subtract the batch mean) or a (D,) mean to subtract
+                  ) -> Tensor|None: # the (D,) vector to subtract, or None
+    "The centre that `center` asks for on the batch `z` (checked)."
+    if isinstance(center, Tensor):
+        if center.shape != z.shape[1:]: raise ValueError(f"center must have shape ({z.shape[1]},) to match z, got {tuple(center.shape)}")
+        return center
+    if center == "none": return None
+    if center == "batch": return z.mean(0)
+    if center == "running": raise ValueError("center='running' needs the running mean kept by the training loop: pass it as a (D,) tensor")
+    raise ValueError(f"center must be one of {CENTERS} or a (D,) tensor, got {center!r}")
+
+def prepare_projections(z:Tensor, # (N, D) projected patch features z̄
+                        center:Tensor|None=None, # (D,) vector subtracted first (see `resolve_center`), or None
+                        normalize:bool=True, # then L2-normalise the rows
+                       ) -> Tensor: # (N, D) the z̄ that Eq. 1-5 see
+    "z̄ as Eq. 1-5 see it: centred (optional), then L2-normalised (optional). Unchecked."
+    if center is not None: z = z - center
+    return F.normalize(z, dim=1) if normalize else z   # z̄_i / ‖z̄_i‖
+
 def pairwise_similarity(z:Tensor, # (N, D) projected patch features z̄ from the similarity network
-                        sigma:float=1.0, # bandwidth σ of the Gaussian kernel, > 0
+                        sigma:float|str=1.0, # bandwidth σ of the Gaussian kernel, > 0, or "median"
                         normalize:bool=True, # L2-normalise the rows of `z` first ([choice], as STML)
+                        center:str|Tensor="none", # "none" (the paper), "batch", or a (D,) mean to subtract first
                        ) -> Tensor: # (N, N) symmetric w^P with ones on the diagonal
     "Pairwise similarity w^P_ij = exp(-‖z̄_i − z̄_j‖² / σ) (Eq. 1 of ReConPatch)."
     check_features(z, "z")
-    if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not math.isfinite(sigma) or sigma <= 0:
-        raise ValueError(f"sigma must be a positive finite number, got {sigma!r}")
-    if normalize: z = F.normalize(z, dim=1)  # z̄_i / ‖z̄_i‖
-    d2 = squared_distances(z, z)             # ‖z̄_i − z̄_j‖², (N, N)
-    d2 = 0.5 * (d2 + d2.T)                   # the matrix product is symmetric only up to rounding
-    d2.fill_diagonal_(0)                     # exact zeros on the diagonal, so w^P_ii = 1
-    return torch.exp(-d2 / sigma)            # w^P
+    sigma = check_sigma(sigma)
+    z = prepare_projections(z, resolve_center(z, center), normalize)
+    return pairwise_from_distances(squared_distances(z, z), sigma)   # ‖z̄_i − z̄_j‖², (N, N)

@@ -20,7 +20,7 @@ __all__ = ['TRAIN_DEFAULTS', 'ReConPatch']
 # %% ../nbs/12_reconpatch.ipynb #aab85976
 TRAIN_DEFAULTS = dict(epochs=120, lr=1e-5, weight_decay=1e-2, gamma=0.999, alpha=0.5, sigma=1.0, k=5, margin=1.0,
                       repr_dim=512, proj_dim=128, patches_per_step=1024, batch_mode="random", steps_per_epoch=None,
-                      variant="paper", normalize=True)
+                      variant="paper", normalize=True, center="none")
 
 class ReConPatch(PatchCore):
     "ReConPatch: PatchCore whose memory bank holds f(p), with f trained by contextual-similarity contrastive learning."

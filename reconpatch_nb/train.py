@@ -5,6 +5,7 @@
 # %% ../nbs/11_train.ipynb #05170c0c
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -15,11 +16,11 @@ from timm.optim import AdamP
 from torch import Tensor
 from tqdm import tqdm
 
-from .contextual import combined_similarity, contextual_similarity
-from .core import atomic_save, check_features, get_device, set_seed
-from .ema import ReConPatchHead, ema_update, make_similarity_network
-from .loss import relaxed_contrastive_loss
-from .pairwise import pairwise_similarity
+from .contextual import check_k, half_k, pseudo_label_terms
+from .core import atomic_save, check_features, get_device
+from .ema import ReConPatchHead, ema_update_unchecked, make_similarity_network
+from .loss import relaxed_contrastive_loss_unchecked
+from .pairwise import CENTERS, check_sigma
 
 # %% auto #0
 __all__ = ['patch_batches', 'default_steps_per_epoch', 'EpochLog', 'TrainResult', 'train_reconpatch']
@@ -68,6 +69,7 @@ class EpochLog:
     epoch:int; loss:float|None; lr:float
     w_pair_mean:float; w_pair_std:float; w_ctx_mean:float; w_ctx_std:float; w_mean:float; w_std:float
     ema_gap:float; seconds:float
+    f_rel_change:float = float("nan")  # ‖W_f − W_f(epoch 0)‖ / ‖W_f(epoch 0)‖: how far f has moved
 
 @dataclass
 class TrainResult:
@@ -78,19 +80,24 @@ class TrainResult:
     def table(self) -> list[dict]: return [asdict(r) for r in self.log]
 
 @torch.no_grad()
-def _pseudo_label_stats(ema, p, alpha, sigma, k, normalize, variant) -> dict:
-    "Mean and std of the off-diagonal w^P, w^C and w that the similarity network gives batch `p`."
-    z_bar = ema(p)[1]
-    off = ~torch.eye(len(p), dtype=torch.bool, device=p.device)
-    ws = dict(w_pair=pairwise_similarity(z_bar, sigma=sigma, normalize=normalize),
-              w_ctx=contextual_similarity(z_bar, k=k, variant=variant, normalize=normalize),
-              w=combined_similarity(z_bar, alpha=alpha, sigma=sigma, k=k, normalize=normalize, variant=variant))
+def _pseudo_label_stats(z_bar, alpha, sigma, k, normalize, variant, center) -> dict:
+    "Mean and std of the off-diagonal w^P, w^C and w of the projections `z_bar` (read once per epoch)."
+    w_pair, w_ctx = pseudo_label_terms(z_bar, sigma, k, normalize, variant, center)
+    off = ~torch.eye(len(z_bar), dtype=torch.bool, device=z_bar.device)
+    ws = dict(w_pair=w_pair, w_ctx=w_ctx, w=alpha * w_pair + (1 - alpha) * w_ctx)
     return {f"{n}_{s}": getattr(v[off], s)().item() for n, v in ws.items() for s in ("mean", "std")}
 
 @torch.no_grad()
 def _ema_gap(head, ema) -> float:
     num = sum((a - b).pow(2).sum() for a, b in zip(head.parameters(), ema.parameters()))
     return (num / sum(a.pow(2).sum() for a in head.parameters())).sqrt().item()
+
+def _check_number(name, v, lo, hi=math.inf, lo_open=False, integer=False):
+    "Raise `ValueError` unless `v` is a (finite) number in [lo, hi] (or (lo, hi] when `lo_open`)."
+    ok = not isinstance(v, bool) and isinstance(v, int if integer else (int, float)) and v <= hi and (v > lo if lo_open else v >= lo)
+    if not ok or (not integer and not math.isfinite(v)):
+        kind = "an integer" if integer else "a number"
+        raise ValueError(f"{name} must be {kind} in {'(' if lo_open else '['}{lo}, {hi}{']' if hi < math.inf else ')'}, got {v!r}")
 
 # %% ../nbs/11_train.ipynb #e1d582f4
 def train_reconpatch(features:Tensor, # (n_images, h, w, C') cached frozen patch features p
@@ -99,73 +106,104 @@ def train_reconpatch(features:Tensor, # (n_images, h, w, C') cached frozen patch
                      weight_decay:float=1e-2, # AdamP weight decay
                      gamma:float=0.999, # EMA rate γ of Eq. 8 [choice: STML's value]
                      alpha:float=0.5, # α of Eq. 6 (pairwise vs contextual)
-                     sigma:float=1.0, # σ of Eq. 1
+                     sigma:float|str=1.0, # σ of Eq. 1, or "median": per batch, the median off-diagonal squared distance
                      k:int=5, # k of Eq. 2
                      margin:float=1.0, # m of Eq. 7
                      repr_dim:int=512, # output of f (memory bank features)
                      proj_dim:int=128, # output of g [choice]
-                     patches_per_step:int=1024, # N, patches per batch [choice]
+                     patches_per_step:int=1024, # N, patches per batch [choice]; more than all patches -> all patches
                      batch_mode:str="random", # "random" or "images", see `patch_batches` [choice]
                      steps_per_epoch:int|None=None, # None: one pass over all patches (`default_steps_per_epoch`)
                      variant:str="paper", # contextual similarity variant: "paper" or "stml"
                      normalize:bool=True, # L2-normalise z̄ before Eq. 1-5 [choice]
+                     center:str="none", # centre z̄ before normalising: "none" (paper), "batch" or "running" (EMA mean)
                      seed:int=0, # same seed, same device -> identical log
                      device:str|torch.device|None=None, # None: CUDA when available
                      checkpoint_epochs:list[int]=(), # epochs (0 = before training) whose head state_dict is kept
                      checkpoint_dir:str|Path|None=None, # also save those checkpoints there (`atomic_save`)
-                     progress:bool=True, # tqdm bar over epochs
+                     progress:bool=True, # tqdm bar over epochs (shown only on a terminal)
                     ) -> TrainResult:
     "Train f, g with pseudo-labels from their EMA copy and the relaxed contrastive loss (ReConPatch §3)."
+    # every argument is checked here, once; the loop below calls the unchecked kernels
+    _check_number("epochs", epochs, 1, integer=True); _check_number("k", k, 1, integer=True)
+    _check_number("lr", lr, 0, lo_open=True); _check_number("weight_decay", weight_decay, 0)
+    _check_number("gamma", gamma, 0, 1); _check_number("alpha", alpha, 0, 1)
+    _check_number("margin", margin, 0, lo_open=True); check_sigma(sigma)
+    _check_number("patches_per_step", patches_per_step, 2, integer=True)
+    _check_number("repr_dim", repr_dim, 1, integer=True); _check_number("proj_dim", proj_dim, 1, integer=True)
+    if center not in CENTERS: raise ValueError(f"center must be one of {CENTERS}, got {center!r}")
+    if batch_mode not in ("random", "images"): raise ValueError(f"batch_mode must be 'random' or 'images', got {batch_mode!r}")
+    half_k(k, variant)                                                  # validates `variant`
     check_features(features, "features", ndim=4)
     n_images, h, w_, C = features.shape
-    for name, v in dict(epochs=epochs, k=k).items():
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1: raise ValueError(f"{name} must be a positive integer, got {v!r}")
-    if not (isinstance(lr, (int, float)) and lr > 0): raise ValueError(f"lr must be a positive number, got {lr!r}")
-    if not (isinstance(weight_decay, (int, float)) and weight_decay >= 0):
-        raise ValueError(f"weight_decay must be a non-negative number, got {weight_decay!r}")
-    if steps_per_epoch is None: steps_per_epoch = default_steps_per_epoch(n_images, h * w_, patches_per_step, batch_mode)
-    if isinstance(steps_per_epoch, bool) or not isinstance(steps_per_epoch, int) or steps_per_epoch < 1:
-        raise ValueError(f"steps_per_epoch must be a positive integer or None, got {steps_per_epoch!r}")
+    # small data: a batch cannot hold more patches than there are; use them all (all images in "images" mode)
+    n_step = min(patches_per_step, n_images * h * w_)
+    n_batch = n_step if batch_mode == "random" else max(1, n_step // (h * w_)) * h * w_   # rows per batch (`patch_batches`)
+    check_k(k, n_batch)
+    if steps_per_epoch is None: steps_per_epoch = default_steps_per_epoch(n_images, h * w_, n_step, batch_mode)
+    _check_number("steps_per_epoch", steps_per_epoch, 1, integer=True)
     bad = [e for e in checkpoint_epochs if not 0 <= e <= epochs]
     if bad: raise ValueError(f"checkpoint_epochs must lie in [0, epochs={epochs}], got {bad}")
-    set_seed(seed)
     dev = get_device(device)
-    flat = features.reshape(-1, C)                      # (n_images*h*w, C'), stays where it is
-    stream = patch_batches(n_images, h * w_, patches_per_step, batch_mode, torch.Generator().manual_seed(seed))
-    monitor = flat[next(patch_batches(n_images, h * w_, patches_per_step, batch_mode,
-                                      torch.Generator().manual_seed(seed + 1)))].to(dev, torch.float32)
-    head = ReConPatchHead(C, repr_dim, proj_dim).to(dev)
+    flat = features.reshape(-1, C)                      # (n_images*h*w, C'), stays where it is on the CPU
+    if dev.type != "cpu": flat = flat.to(dev, torch.float32)   # once, so that a step never copies from the host
+    stream = patch_batches(n_images, h * w_, n_step, batch_mode, torch.Generator().manual_seed(seed))
+    monitor = flat[next(patch_batches(n_images, h * w_, n_step, batch_mode,
+                                      torch.Generator().manual_seed(seed + 1))).to(flat.device)].to(dev, torch.float32)
+    with torch.random.fork_rng(devices=[]):             # a local seed for the initialisation: the caller's RNG is untouched
+        torch.manual_seed(seed)
+        head = ReConPatchHead(C, repr_dim, proj_dim).to(dev)
     ema = make_similarity_network(head)                 # f̄, ḡ start as a copy
     opt = AdamP(head.parameters(), lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps_per_epoch)
-    sim_args = dict(alpha=alpha, sigma=sigma, k=k, normalize=normalize, variant=variant)
+    sim_args = dict(sigma=sigma, k=k, normalize=normalize, variant=variant)
     config = dict(in_dim=C, epochs=epochs, lr=lr, weight_decay=weight_decay, gamma=gamma, margin=margin,
-                  repr_dim=repr_dim, proj_dim=proj_dim, patches_per_step=patches_per_step, batch_mode=batch_mode,
-                  steps_per_epoch=steps_per_epoch, seed=seed, **sim_args)
+                  repr_dim=repr_dim, proj_dim=proj_dim, patches_per_step=n_step, batch_mode=batch_mode,
+                  steps_per_epoch=steps_per_epoch, seed=seed, alpha=alpha, center=center, **sim_args)
+    with torch.no_grad():
+        f0 = head.f.weight.detach().clone(); f0_norm = f0.norm()
+        # "running": an EMA of the batch mean of z̄ at the similarity network's own rate γ, started on the monitor batch
+        running = ema(monitor)[1].mean(0) if center == "running" else None
+    def centre_of(z_bar):
+        if center == "batch": return z_bar.mean(0)
+        return running if center == "running" else None
     ckpts = {}
     def keep(epoch):
         if epoch not in checkpoint_epochs: return
         ckpts[epoch] = {n: t.detach().cpu().clone() for n, t in head.state_dict().items()}
         if checkpoint_dir is not None:
             atomic_save({"epoch": epoch, "state_dict": ckpts[epoch], "config": config}, Path(checkpoint_dir) / f"head_epoch{epoch:03d}.pt")
-    # epoch 0: statistics of the untrained networks (also validates alpha, sigma, k, variant before any work)
-    log = [EpochLog(0, None, lr, **_pseudo_label_stats(ema, monitor, **sim_args), ema_gap=0.0, seconds=0.0)]
+    def log_row(epoch, loss, seconds):   # the once-per-epoch host read of everything the log shows
+        with torch.no_grad(): zm = ema(monitor)[1]
+        return EpochLog(epoch, loss, sched.get_last_lr()[0], **_pseudo_label_stats(zm, alpha, center=centre_of(zm), **sim_args),
+                        ema_gap=_ema_gap(head, ema) if epoch else 0.0, seconds=seconds,
+                        f_rel_change=((head.f.weight.detach() - f0).norm() / f0_norm).item())
+    log = [log_row(0, None, 0.0)]                       # epoch 0: the untrained networks
     keep(0)
-    bar = tqdm(range(1, epochs + 1), disable=not progress, desc="ReConPatch", unit="epoch")
+    # the per-step losses stay on the device; float64 so that their sum is the exact sum of the float32 values
+    losses = torch.zeros(steps_per_epoch, dtype=torch.float32 if dev.type == "mps" else torch.float64, device=dev)
+    bar = tqdm(range(1, epochs + 1), disable=None if progress else True, desc="ReConPatch", unit="epoch")
     for epoch in bar:
-        t0, total = time.perf_counter(), 0.0
+        t0 = time.perf_counter()
         head.train()
+        batches = torch.stack([next(stream) for _ in range(steps_per_epoch)]).to(flat.device)  # one copy per epoch
         for step in range(steps_per_epoch):
-            p = flat[next(stream)].to(dev, torch.float32)
-            with torch.no_grad(): w = combined_similarity(ema(p)[1], **sim_args)   # pseudo-labels from z̄
-            loss = relaxed_contrastive_loss(head(p)[1], w, margin)                  # Eq. 7 on z = g(f(p))
-            if not torch.isfinite(loss): raise RuntimeError(f"loss became {loss.item()} at epoch {epoch}, step {step}")
+            p = flat[batches[step]].to(dev, torch.float32)
+            with torch.no_grad():
+                z_bar = ema(p)[1]                                                   # z̄ = ḡ(f̄(p))
+                if center == "running": running.mul_(gamma).add_(z_bar.mean(0), alpha=1 - gamma)
+                w_pair, w_ctx = pseudo_label_terms(z_bar, center=centre_of(z_bar), **sim_args)  # one z̄, one d2
+                w = alpha * w_pair + (1 - alpha) * w_ctx                            # Eq. 6
+            loss = relaxed_contrastive_loss_unchecked(head(p)[1], w, margin)        # Eq. 7 on z = g(f(p))
             opt.zero_grad(set_to_none=True); loss.backward(); opt.step(); sched.step()
-            ema_update(ema, head, gamma)                                           # Eq. 8
-            total += loss.item()
-        log.append(EpochLog(epoch, total / steps_per_epoch, sched.get_last_lr()[0],
-                            **_pseudo_label_stats(ema, monitor, **sim_args), ema_gap=_ema_gap(head, ema),
-                            seconds=time.perf_counter() - t0))
+            ema_update_unchecked(ema, head, gamma)                                 # Eq. 8
+            losses[step] = loss.detach()                                            # no host synchronisation
+        values = losses.tolist()                                                    # the one read per epoch
+        bad = [i for i, v in enumerate(values) if not math.isfinite(v)]
+        if bad: raise RuntimeError(f"loss became {values[bad[0]]} at epoch {epoch}, step {bad[0]} (lr {lr}, gamma {gamma})")
+        total = 0.0
+        for v in values: total += v
+        log.append(log_row(epoch, total / steps_per_epoch, time.perf_counter() - t0))
         bar.set_postfix(loss=f"{log[-1].loss:.4f}", w=f"{log[-1].w_mean:.3f}")
         keep(epoch)
     head.eval()
