@@ -33,6 +33,7 @@ from reconpatch_nb.core import atomic_save, safe_load  # noqa: E402
 from reconpatch_nb.data import MVTecAD  # noqa: E402
 from reconpatch_nb.detector import PatchCore  # noqa: E402
 from reconpatch_nb.elpv import ELPV, ELPV_TYPES  # noqa: E402
+from reconpatch_nb.ema import ReConPatchHead  # noqa: E402
 from reconpatch_nb.metrics import compute_metrics  # noqa: E402
 from reconpatch_nb.reconpatch import ReConPatch  # noqa: E402
 from reconpatch_nb.synthetic import EMBEDDED_CATEGORIES  # noqa: E402
@@ -87,6 +88,15 @@ def evaluate(model: PatchCore, ev: dict) -> tuple[dict, list, float]:
     return m, [round(float(s), 5) for s in pred.scores], sec
 
 
+def epoch_metrics(model: ReConPatch, epoch: int, p: torch.Tensor, ev: dict, seed: int) -> dict:
+    "Metrics of the representation f kept at `epoch`: PatchCore (1 % bank) on f(p), which is what ReConPatch scores."
+    head = ReConPatchHead(p.shape[-1], model.config["repr_dim"], model.config["proj_dim"])
+    head.load_state_dict(model.checkpoints[epoch])
+    with torch.no_grad(): f_tr, f_ev = head.f(p), head.f(ev["p"].float())
+    pc = PatchCore(coreset_ratio=model.config["coreset_ratio"], seed=seed, progress=False).fit_features(f_tr, f_tr[:1])
+    return evaluate(pc, {**ev, "p": f_ev})[0]
+
+
 def run(args):
     cache = Path(args.cache)
     recipe = json.loads(args.recipe)
@@ -105,16 +115,18 @@ def run(args):
                     if method in RATIOS:
                         model = PatchCore(coreset_ratio=RATIOS[method], seed=seed, progress=False)
                     else:
-                        model = ReConPatch(seed=seed, progress=False, **recipe)
-                    model.fit_features(p)
+                        epochs = recipe.get("epochs", ReConPatch().config["epochs"])
+                        model = ReConPatch(seed=seed, progress=False, checkpoint_epochs=tuple(range(epochs + 1)) if args.dynamics else (), **recipe)
+                    model.fit_features(p, p[:1])  # normal-image scores (for a threshold) of one image only: not needed here
                     fit_s = time.perf_counter() - t0
                     m, scores, sec = evaluate(model, ev)
+                    per_epoch = {e: epoch_metrics(model, e, p, ev, seed) for e in sorted(getattr(model, "checkpoints", {}))}
                     rec = {"key": key, "dataset": name, "category": category, "split": args.split, "method": label,
                            "recipe": recipe if method == "reconpatch" else {}, "seed": seed, "metrics": m,
                            "scores": scores, "labels": ev["labels"].tolist(), "fit_seconds": fit_s,
                            "score_ms_per_image": 1e3 * sec, "bank": list(model.bank.shape),
                            "train_log": [vars(r) if not isinstance(r, dict) else r for r in getattr(model, "train_log", [])],
-                           "threads": torch.get_num_threads()}
+                           "epoch_metrics": per_epoch, "threads": torch.get_num_threads()}
                     append(rec); done.add(tuple(key))
                     print(f"{name}/{category}/{args.split} {label} seed {seed}: image AUROC {m['image_auroc']:.4f}"
                           f" fit {fit_s:.0f} s", flush=True)
@@ -133,6 +145,7 @@ def main(argv=None):
     ap.add_argument("--name", default="default", help="name of the ReConPatch recipe in the results")
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--dynamics", action="store_true", help="keep f after every epoch and score the split with it")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     Path(args.cache).mkdir(parents=True, exist_ok=True)
