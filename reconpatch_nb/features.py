@@ -183,13 +183,20 @@ def pooling_plan(channels:tuple[int, ...], # C_j s^2 of each level, finest first
     for j, c in enumerate(channels):
         W = _pool_matrix(c, pretrain_dim) @ second[j * pretrain_dim:(j + 1) * pretrain_dim]  # (C_j s^2, C')
         nnz = (W != 0).sum(0)
-        cols = torch.nonzero(nnz).flatten()                            # output channels this level feeds
+        cols = torch.nonzero(nnz).flatten()                            # output channels this level feeds: a range
+        assert (cols.diff() == 1).all(), "contiguous windows compose to a contiguous range of outputs"
         start = (W[:, cols] != 0).to(torch.int8).argmax(0)             # windows are contiguous: first input row
         K = int(nnz.max())
         idx = (start[:, None] + torch.arange(K)).clamp_max(c - 1)      # (|cols|, K) input rows
         weight = torch.where(torch.arange(K) < nnz[cols, None], W[idx, cols[:, None]], 0.)
         plan.append((cols, idx, weight.float()))
     return tuple(plan)
+
+@functools.lru_cache(maxsize=16)
+def _resize_matrix(src:tuple[int, int], dst:tuple[int, int]) -> Tensor:
+    "(h_j w_j, h w) matrix of `F.interpolate(..., mode='bilinear', align_corners=False)` from grid `src` to `dst`."
+    eye = torch.eye(src[0] * src[1], dtype=torch.float64).view(-1, 1, *src)
+    return F.interpolate(eye, size=dst, mode="bilinear", align_corners=False).reshape(src[0] * src[1], -1).float()
 
 def aggregate_patches(fmaps:list[Tensor], # L feature maps (B, C_j, h_j, w_j), finest grid first
                       patch_size:int=3, # s: side of the local neighbourhood (odd)
@@ -199,17 +206,19 @@ def aggregate_patches(fmaps:list[Tensor], # L feature maps (B, C_j, h_j, w_j), f
     "PatchCore's aggregation, with both poolings done as one gather per level on the level's own grid."
     _check_patch_args(patch_size, pretrain_dim, target_dim)
     B, _, h, w = fmaps[0].shape
+    dev, dt = fmaps[0].device, fmaps[0].dtype
     plan = pooling_plan(tuple(f.shape[1] * patch_size**2 for f in fmaps), pretrain_dim, target_dim)
-    out = fmaps[0].new_zeros(B, target_dim, h, w)
+    out = fmaps[0].new_zeros(B, h * w, target_dim)                      # channel-last, as the bank wants it
     for fmap, (cols, idx, weight) in zip(fmaps, plan):
-        cols, idx, weight = cols.to(fmap.device), idx.to(fmap.device), weight.to(fmap.device, fmap.dtype)
-        u = F.unfold(fmap, patch_size, padding=(patch_size - 1) // 2)         # (B, C_j s^2, h_j w_j)
-        g = torch.einsum("bckn,ck->bcn", u[:, idx.flatten()].view(B, *idx.shape, -1), weight)  # pooled first: (B, |cols|, h_j w_j)
-        g = g.view(B, len(cols), *fmap.shape[-2:])
-        if g.shape[-2:] != (h, w):                                            # then to the finest grid (both linear: they commute)
-            g = F.interpolate(g, size=(h, w), mode="bilinear", align_corners=False)
-        out[:, cols] += g
-    return out.permute(0, 2, 3, 1).contiguous()
+        idx, weight, (lo, hi) = idx.to(dev), weight.to(dev, dt), (int(cols[0]), int(cols[-1]) + 1)  # a contiguous range
+        resize = None if fmap.shape[-2:] == (h, w) else _resize_matrix(tuple(fmap.shape[-2:]), (h, w)).to(dev, dt)
+        for b in range(B):  # one image at a time: the gathered blocks stay in cache
+            u = F.unfold(fmap[b:b + 1], patch_size, padding=(patch_size - 1) // 2)[0]   # (C_j s^2, h_j w_j)
+            g = u[idx[:, 0]] * weight[:, :1]                            # pooled first: sum_k w_ok u[idx_ok]
+            for k in range(1, idx.shape[1]): g.addcmul_(u[idx[:, k]], weight[:, k:k + 1])
+            # then to the finest grid (both linear: they commute), as one product that also transposes to (h w, |cols|)
+            out[b, :, lo:hi] += g.T if resize is None else resize.T @ g.T
+    return out.view(B, h, w, target_dim)
 
 # %% ../nbs/02_features.ipynb #c76ef91a
 class PatchFeatureExtractor(nn.Module):
