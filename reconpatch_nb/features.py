@@ -5,6 +5,7 @@
 # %% ../nbs/02_features.ipynb #6cacbe9a
 from __future__ import annotations
 
+import functools
 import importlib
 from pathlib import Path
 
@@ -18,8 +19,8 @@ from .core import get_device
 
 # %% auto #0
 __all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'BACKBONES', 'DEFAULT_BACKBONE', 'DEFAULT_REDUCTIONS', 'backbone_mean_std',
-           'backbone_state_dict', 'create_backbone', 'patchify', 'aggregate_patches', 'PatchFeatureExtractor',
-           'extract_features']
+           'backbone_state_dict', 'create_backbone', 'patchify', 'pooling_plan', 'aggregate_patches',
+           'PatchFeatureExtractor', 'iter_features', 'extract_features']
 
 # %% ../nbs/02_features.ipynb #7fd7f586
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -162,23 +163,62 @@ def patchify(fmap:Tensor, # (B, C, h, w) one level's feature map
     B, C, h, w = fmap.shape
     return F.unfold(fmap, patch_size, padding=(patch_size - 1) // 2).view(B, C * patch_size**2, h, w)
 
+# %% ../nbs/02_features.ipynb #46aced36
+def _pool_matrix(n:int, m:int) -> Tensor:
+    "(n, m) matrix of adaptive average pooling of a length-n vector to m values: column i averages window i."
+    i = torch.arange(m)
+    lo, hi = (i * n) // m, -((-(i + 1) * n) // m)                       # window [lo, hi) of output i
+    rows = torch.arange(n)[:, None]
+    inside = (rows >= lo) & (rows < hi)
+    return inside / (hi - lo).to(torch.float64)
+
+@functools.lru_cache(maxsize=16)
+def pooling_plan(channels:tuple[int, ...], # C_j s^2 of each level, finest first
+                 pretrain_dim:int=1024, # d: per-level pooled length
+                 target_dim:int=1024, # C': final length
+                ) -> tuple[tuple[Tensor, Tensor, Tensor], ...]: # per level: (cols, idx, weight) on the CPU
+    "The two poolings of `aggregate_patches` as one sparse linear map per level: output column ← a few contiguous inputs."
+    second = _pool_matrix(len(channels) * pretrain_dim, target_dim)   # (L d, C'): the aggregator
+    plan = []
+    for j, c in enumerate(channels):
+        W = _pool_matrix(c, pretrain_dim) @ second[j * pretrain_dim:(j + 1) * pretrain_dim]  # (C_j s^2, C')
+        nnz = (W != 0).sum(0)
+        cols = torch.nonzero(nnz).flatten()                            # output channels this level feeds: a range
+        assert (cols.diff() == 1).all(), "contiguous windows compose to a contiguous range of outputs"
+        start = (W[:, cols] != 0).to(torch.int8).argmax(0)             # windows are contiguous: first input row
+        K = int(nnz.max())
+        idx = (start[:, None] + torch.arange(K)).clamp_max(c - 1)      # (|cols|, K) input rows
+        weight = torch.where(torch.arange(K) < nnz[cols, None], W[idx, cols[:, None]], 0.)
+        plan.append((cols, idx, weight.float()))
+    return tuple(plan)
+
+@functools.lru_cache(maxsize=16)
+def _resize_matrix(src:tuple[int, int], dst:tuple[int, int]) -> Tensor:
+    "(h_j w_j, h w) matrix of `F.interpolate(..., mode='bilinear', align_corners=False)` from grid `src` to `dst`."
+    eye = torch.eye(src[0] * src[1], dtype=torch.float64).view(-1, 1, *src)
+    return F.interpolate(eye, size=dst, mode="bilinear", align_corners=False).reshape(src[0] * src[1], -1).float()
+
 def aggregate_patches(fmaps:list[Tensor], # L feature maps (B, C_j, h_j, w_j), finest grid first
                       patch_size:int=3, # s: side of the local neighbourhood (odd)
                       pretrain_dim:int=1024, # d: each level's patch is pooled to d numbers
                       target_dim:int=1024, # C': length of the final patch feature p
                      ) -> Tensor: # (B, h_1, w_1, C') patch features p
-    "PatchCore's aggregation: unfold each level, upsample to the finest grid, pool per level, pool the stack."
+    "PatchCore's aggregation, with both poolings done as one gather per level on the level's own grid."
     _check_patch_args(patch_size, pretrain_dim, target_dim)
     B, _, h, w = fmaps[0].shape
-    pooled = []
-    for fmap in fmaps:
-        patches = patchify(fmap, patch_size)                                  # (B, C_j s^2, h_j, w_j)
-        if patches.shape[-2:] != (h, w):                                     # deeper level: to the finest grid
-            patches = F.interpolate(patches, size=(h, w), mode="bilinear", align_corners=False)
-        patches = patches.permute(0, 2, 3, 1).reshape(B * h * w, 1, -1)       # one row per patch
-        pooled.append(F.adaptive_avg_pool1d(patches, pretrain_dim))          # (B h w, 1, d)
-    p = F.adaptive_avg_pool1d(torch.cat(pooled, -1), target_dim)              # (B h w, 1, C')
-    return p.view(B, h, w, target_dim)
+    dev, dt = fmaps[0].device, fmaps[0].dtype
+    plan = pooling_plan(tuple(f.shape[1] * patch_size**2 for f in fmaps), pretrain_dim, target_dim)
+    out = fmaps[0].new_zeros(B, h * w, target_dim)                      # channel-last, as the bank wants it
+    for fmap, (cols, idx, weight) in zip(fmaps, plan):
+        idx, weight, (lo, hi) = idx.to(dev), weight.to(dev, dt), (int(cols[0]), int(cols[-1]) + 1)  # a contiguous range
+        resize = None if fmap.shape[-2:] == (h, w) else _resize_matrix(tuple(fmap.shape[-2:]), (h, w)).to(dev, dt)
+        for b in range(B):  # one image at a time: the gathered blocks stay in cache
+            u = F.unfold(fmap[b:b + 1], patch_size, padding=(patch_size - 1) // 2)[0]   # (C_j s^2, h_j w_j)
+            g = u[idx[:, 0]] * weight[:, :1]                            # pooled first: sum_k w_ok u[idx_ok]
+            for k in range(1, idx.shape[1]): g.addcmul_(u[idx[:, k]], weight[:, k:k + 1])
+            # then to the finest grid (both linear: they commute), as one product that also transposes to (h w, |cols|)
+            out[b, :, lo:hi] += g.T if resize is None else resize.T @ g.T
+    return out.view(B, h, w, target_dim)
 
 # %% ../nbs/02_features.ipynb #c76ef91a
 class PatchFeatureExtractor(nn.Module):
@@ -223,6 +263,21 @@ def _images_of(batch) -> Tensor:
     if isinstance(batch, (list, tuple)): return batch[0]
     return batch
 
+def iter_features(extractor:PatchFeatureExtractor, # the frozen feature extractor
+                  dataset:torch.utils.data.Dataset, # items: dict with "image" (3, H, W), (image, ...) or image
+                  batch_size:int=16, # images per forward pass
+                  progress:bool=True, # tqdm bar (off anyway when the output is not a terminal)
+                  num_workers:int=0, # DataLoader worker processes
+                 ): # yields (b, h, w, C') patch features on the extractor's device, in dataset order
+    "Patch features p of `dataset`, one batch at a time (memory bounded by one batch)."
+    if not isinstance(batch_size, int) or batch_size < 1: raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if len(dataset) == 0: raise ValueError("dataset is empty")
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                                         pin_memory=extractor.device.type == "cuda")
+    # disable=None: tqdm switches itself off when the output is not a terminal (logs, CI)
+    for b in tqdm(loader, desc="patch features", disable=None if progress else True, leave=False):
+        yield extractor(_images_of(b).to(extractor.device, non_blocking=True))
+
 def extract_features(extractor:PatchFeatureExtractor, # the frozen feature extractor
                      dataset:torch.utils.data.Dataset, # items: dict with "image" (3, H, W), (image, ...) or image
                      batch_size:int=16, # images per forward pass
@@ -230,10 +285,4 @@ def extract_features(extractor:PatchFeatureExtractor, # the frozen feature extra
                      num_workers:int=0, # DataLoader worker processes
                     ) -> Tensor: # (n_images, h, w, C') float32 on the CPU
     "Patch features p of every image of `dataset`, in dataset order."
-    if not isinstance(batch_size, int) or batch_size < 1: raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    if len(dataset) == 0: raise ValueError("dataset is empty")
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                                         pin_memory=extractor.device.type == "cuda")
-    feats = [extractor(_images_of(b).to(extractor.device, non_blocking=True)).float().cpu()
-             for b in tqdm(loader, desc="patch features", disable=not progress, leave=False)]
-    return torch.cat(feats)
+    return torch.cat([p.float().cpu() for p in iter_features(extractor, dataset, batch_size, progress, num_workers)])

@@ -5,6 +5,7 @@
 # %% ../nbs/04_scoring.ipynb #b8fb0d4f
 from __future__ import annotations
 
+import math
 
 import numpy as np
 import torch
@@ -20,7 +21,7 @@ except ImportError:  # faiss-cpu is a requirement, but the torch search below wo
     faiss = None
 
 # %% auto #0
-__all__ = ['knn_torch', 'NearestNeighbourIndex', 'patch_scores', 'image_scores', 'anomaly_maps', 'mad_standardize']
+__all__ = ['INDEX_KINDS', 'knn_torch', 'NearestNeighbourIndex', 'patch_scores', 'image_scores', 'anomaly_maps', 'mad_standardize']
 
 # %% ../nbs/04_scoring.ipynb #05ae5cf4
 def knn_torch(x:Tensor, # (N, D) queries
@@ -39,40 +40,59 @@ def knn_torch(x:Tensor, # (N, D) queries
     return torch.cat(dists), torch.cat(idxs)
 
 # %% ../nbs/04_scoring.ipynb #c68e6c2c
+INDEX_KINDS = ("exact", "torch", "faiss", "ivf")  # "exact": torch on a GPU bank, faiss on a CPU bank
+
 class NearestNeighbourIndex:
-    "Exact nearest-neighbour search in a memory bank: faiss `IndexFlatL2` on CPU, chunked torch otherwise."
+    "Nearest-neighbour search in a memory bank behind one `query`: exact (torch or faiss `IndexFlatL2`) or faiss IVF."
     def __init__(self,
-                 bank:Tensor, # (M, D) memory bank features
-                 use_faiss:bool|None=None, # None: faiss when installed and `bank` is on the CPU
-                 chunk:int=4096, # query block size of the torch search
+                 bank:Tensor, # (M, D) memory bank features; the torch search runs on its device
+                 kind:str="exact", # one of `INDEX_KINDS`
+                 chunk:int=4096, # query block size of the torch search (memory: chunk x M floats)
+                 nlist:int|None=None, # IVF cells; None: about 4 sqrt(M), at most M / 39 (faiss wants 39 points per cell)
+                 nprobe:int=8, # IVF cells visited per query (recall vs speed)
                 ):
         check_features(bank, name="bank")
-        if use_faiss is None: use_faiss = faiss is not None and bank.device.type == "cpu"
-        if use_faiss and faiss is None:
-            raise ValueError("use_faiss=True but faiss is not installed (pip install faiss-cpu)")
-        self.bank, self.use_faiss, self.chunk = bank.detach(), bool(use_faiss), chunk
-        if self.use_faiss:
-            self.faiss_index = faiss.IndexFlatL2(bank.shape[1])
-            self.faiss_index.add(np.ascontiguousarray(self.bank.cpu().numpy(), dtype=np.float32))
+        if kind not in INDEX_KINDS: raise ValueError(f"kind must be one of {INDEX_KINDS}, got {kind!r}")
+        if kind == "exact": kind = "faiss" if faiss is not None and bank.device.type == "cpu" else "torch"
+        if kind in ("faiss", "ivf") and faiss is None:
+            raise ValueError(f"kind={kind!r} needs faiss, which is not installed (pip install faiss-cpu)")
+        if not isinstance(chunk, int) or chunk < 1: raise ValueError(f"chunk must be a positive integer, got {chunk!r}")
+        self.bank, self.kind, self.chunk = bank.detach(), kind, chunk
+        if kind == "torch": return
+        host = np.ascontiguousarray(self.bank.float().cpu().numpy())  # faiss: C-contiguous float32 on the CPU
+        M, D = host.shape
+        if kind == "faiss": self.faiss_index = faiss.IndexFlatL2(D)
+        else:
+            self.nlist = nlist if nlist is not None else max(1, min(round(4 * math.sqrt(M)), M // 39))
+            if not isinstance(self.nlist, int) or not 1 <= self.nlist <= M:
+                raise ValueError(f"nlist must be an integer between 1 and the bank size {M}, got {nlist!r}")
+            if not isinstance(nprobe, int) or nprobe < 1: raise ValueError(f"nprobe must be a positive integer, got {nprobe!r}")
+            self.faiss_index = faiss.IndexIVFFlat(faiss.IndexFlatL2(D), D, self.nlist)
+            self.faiss_index.train(host)  # k-means on the bank (faiss's fixed default seed: deterministic)
+            self.faiss_index.nprobe = self.nprobe = min(nprobe, self.nlist)
+        self.faiss_index.add(host)
 
     def __len__(self): return self.bank.shape[0]
     def __repr__(self):
-        return f"NearestNeighbourIndex(M={len(self)}, D={self.bank.shape[1]}, backend={'faiss' if self.use_faiss else 'torch'})"
+        extra = f", nlist={self.nlist}, nprobe={self.nprobe}" if self.kind == "ivf" else ""
+        return f"NearestNeighbourIndex(M={len(self)}, D={self.bank.shape[1]}, kind={self.kind!r}{extra}, device={self.bank.device.type})"
 
     def query(self,
-              x:Tensor, # (N, D) query features
+              x:Tensor, # (N, D) query features, on any device
               k:int=1, # number of neighbours, 1 <= k <= M
-             ) -> tuple[Tensor, Tensor]: # (N, k) Euclidean distances ascending, (N, k) bank indices (int64)
+             ) -> tuple[Tensor, Tensor]: # (N, k) Euclidean distances ascending, (N, k) bank indices (int64), on x's device
         "The `k` nearest bank rows of every row of `x` (Euclidean distances, not squared)."
         check_features(x, name="x")
         if x.shape[1] != self.bank.shape[1]:
             raise ValueError(f"x has shape {tuple(x.shape)} but the bank has shape {tuple(self.bank.shape)}: feature dimensions differ")
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= len(self):
             raise ValueError(f"k must be an integer between 1 and the bank size {len(self)}, got {k!r}")
-        if not self.use_faiss:
+        if self.kind == "torch":  # on the bank's device: a GPU bank never leaves the GPU
             d, i = knn_torch(x.detach(), self.bank, k=int(k), chunk=self.chunk)
             return d.to(x.device), i.to(x.device)
-        d2, i = self.faiss_index.search(np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32), int(k))
+        d2, i = self.faiss_index.search(np.ascontiguousarray(x.detach().float().cpu().numpy()), int(k))
+        if self.kind == "ivf" and (i < 0).any():  # fewer than k points in the probed cells (tiny banks): pad
+            d2, i = np.where(i < 0, np.float32(np.inf), d2), np.where(i < 0, i.max(), i)
         d = torch.from_numpy(d2).clamp_min(0).sqrt()  # faiss returns squared L2
         return d.to(x.device), torch.from_numpy(i).to(x.device)
 
