@@ -135,6 +135,10 @@ def _inside(path:Path, folder:Path) -> bool:
     try: (path.parent.resolve() / path.name).relative_to(folder.resolve()); return True
     except ValueError: return False
 
+def _rel_in(path:Path, folder:Path) -> str|None:
+    "`path` relative to `folder` (POSIX), or None when it lies outside."
+    return (path.parent.resolve() / path.name).relative_to(folder.resolve()).as_posix() if _inside(path, folder) else None
+
 def _check_parents(path:Path, option:str):
     "Refuse a destination below an existing file (its folder could never be created)."
     for parent in path.parents:
@@ -319,8 +323,11 @@ def cmd_evaluate(args) -> dict:
     check_method_options([args.method], args)
     out = OutputFolder(args.out, args.overwrite, "evaluate")
     model_path = check_model_path(args.save_model) if args.save_model else None
-    train, test = (open_dataset(args.data_root, args.category, s, args.layout, args.strict, args.max_image_pixels)
+    train, test = (open_dataset(args.data_root, args.category, s, args.layout, args.strict, args.max_image_pixels).check_files()
                    for s in ("train", "test"))
+    model_rel = _rel_in(model_path, out.path) if model_path is not None else None
+    if model_rel is not None and (model_rel in (".", "metrics.json", MANIFEST) or model_rel.startswith("overlays/")):
+        raise ValueError(f"--save-model {model_path} would overwrite this run's own {model_rel} in --out: choose another name")
     model = make_detector(args.method, backbone=args.backbone, image_size=args.image_size, seed=args.seed,
                           progress=not args.quiet, checkpoint=args.checkpoint, **method_options(args.method, args))
     m, pred = run_category(model, train, test)
@@ -331,9 +338,9 @@ def cmd_evaluate(args) -> dict:
         files.update(_staged_overlays(model, test, staging, "overlays", pred))
         if model_path is not None:
             staged_model = model.save(staging / "model.pt")
-            if _inside(model_path, out.path): files[model_path.resolve().relative_to(out.path.resolve()).as_posix()] = staged_model
+            if model_rel is not None: files[model_rel] = staged_model
         out.commit(files)
-        if model_path is not None and not _inside(model_path, out.path):
+        if model_path is not None and model_rel is None:
             check_model_path(model_path)  # still a model of ours (or absent) after the run
             model_path.parent.mkdir(parents=True, exist_ok=True); atomic_copy(staged_model, model_path)
     print(json.dumps({k: m[k] for k in ("image_auroc", "pixel_auroc", "aupro", "f1_max")}, indent=1))

@@ -182,6 +182,11 @@ class Item:
     mask_path: Path|None = None # pixel mask of the defect (None for normal images or no annotation)
     defect: str = "good" # defect type: 'good' for normal images, else e.g. the defect folder name
 
+def _check_mask_size(it:Item, mask_size:tuple, image_size:tuple):
+    if mask_size != image_size:
+        raise ValueError(f"mask {it.mask_path} has size {mask_size} but image {it.image_path} "
+                         f"has size {image_size} (width, height): they must match")
+
 class AnomalyDataset(torch.utils.data.Dataset):
     "A list of `Item`s as a torch dataset of dicts: image (3,H,W), mask (1,H,W), label, path, defect."
     def __init__(self,
@@ -228,15 +233,21 @@ class AnomalyDataset(torch.utils.data.Dataset):
         if image_size is None:
             with open_image(it.image_path, max_pixels=self.max_image_pixels) as im: image_size = im.size
         mask_img = load_mask(it.mask_path, self.max_image_pixels)
-        if mask_img.size != image_size:
-            raise ValueError(f"mask {it.mask_path} has size {mask_img.size} but image {it.image_path} "
-                             f"has size {image_size} (width, height): they must match")
+        _check_mask_size(it, mask_img.size, image_size)
         if it.label == 1 and mask_img.getbbox() is None:  # no pixel above 0
             msg = (f"the mask {it.mask_path} of defective image {it.image_path} is empty (no pixel above 0): "
                    "the image adds no defect pixel to the pixel metrics")
             if self.strict: raise ValueError(msg)
             warnings.warn(msg + "; pass strict=True (CLI: --strict) to make this an error", stacklevel=2)
         return self.transform.mask_transform(mask_img)
+
+    def check_files(self) -> AnomalyDataset: # self, when every file passed
+        "Read the header of every image and mask (size limits, mask size = image size) without decoding pixels."
+        for it in self.items:
+            with open_image(it.image_path, max_pixels=self.max_image_pixels) as im: image_size = im.size
+            if self.has_masks and it.mask_path is not None:
+                with open_image(it.mask_path, min_size=1, max_pixels=self.max_image_pixels) as m: _check_mask_size(it, m.size, image_size)
+        return self
 
     def __repr__(self):
         return (f"{type(self).__name__}({len(self)} images: {int((self.labels == 0).sum())} normal, "
