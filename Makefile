@@ -2,7 +2,7 @@
 PYTHON ?= python
 SPHINXOPTS ?= -W --keep-going -q
 
-.PHONY: docs test readme
+.PHONY: docs test readme fuzz
 
 # Docs site into _docs/ (Sphinx + myst-nb, stored notebook outputs, MathJax bundled from npm once).
 # Sphinx writes to build/docs/html first: myst-nb puts its jupyter_execute/ beside the output folder.
@@ -18,3 +18,7 @@ test:
 
 readme:
 	$(PYTHON) .ci/readme.py
+
+# Hostile input end to end through the CLI (tests/test_fuzz.py; also part of `make test`).
+fuzz:
+	$(PYTHON) -m pytest tests/test_fuzz.py -v

@@ -6,40 +6,53 @@
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import math
+import os
+import shutil
 import sys
+import tempfile
+import warnings
+import zipfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import matplotlib
 import numpy as np
 
-from .data import BTAD, MVTecAD, AnomalyDataset, list_categories
+import reconpatch_nb
+from .core import safe_load
+from .data import BTAD, MAX_IMAGE_PIXELS, MIN_IMAGE_SIZE, MVTecAD, AnomalyDataset, list_categories, load_image
 from .detector import DETECTORS, PatchCore, Prediction
 from .reconpatch import TRAIN_DEFAULTS  # (importing it registers "reconpatch" in DETECTORS)
 from .synthetic import embedded_data_root
 from .viz import save_segmentation_pngs
 
 # %% auto #0
-__all__ = ['METRIC_COLUMNS', 'DEMO_RECONPATCH', 'open_dataset', 'resize_for', 'make_detector', 'run_category', 'prepare_out',
-           'write_json', 'format_table', 'cmd_demo', 'method_options', 'cmd_evaluate', 'cmd_predict', 'build_parser',
-           'main']
+__all__ = ['MANIFEST', 'METRIC_COLUMNS', 'DEMO_RECONPATCH', 'RECONPATCH_OPTIONS', 'SEGMENTATION_DPI', 'PREDICT_CHUNK',
+           'CLI_ERRORS', 'open_dataset', 'resize_for', 'make_detector', 'run_category', 'atomic_write_bytes',
+           'atomic_copy', 'write_json', 'png_bytes', 'read_manifest', 'OutputFolder', 'is_model_file',
+           'check_model_path', 'load_model', 'format_table', 'check_method_options', 'method_options', 'cmd_demo',
+           'cmd_evaluate', 'heatmap_name', 'cmd_predict', 'build_parser', 'main']
 
 # %% ../nbs/13_cli.ipynb #ad89e295
 def open_dataset(root:str|Path, # dataset root holding category folders
                  category:str, # category folder name
                  split:str, # 'train' or 'test'
                  layout:str="auto", # 'mvtec', 'btad' or 'auto' (look at the folders)
+                 strict:bool=False, # an empty mask of a defective image is an error (else a warning)
+                 max_image_pixels:int=MAX_IMAGE_PIXELS, # largest accepted image (decompression-bomb guard)
                 ) -> AnomalyDataset:
     "Open one split of one category, MVTec AD or BTAD layout."
     if layout == "auto": layout = "btad" if (Path(root) / category / "train" / "ok").is_dir() else "mvtec"
     if layout not in ("mvtec", "btad"): raise ValueError(f"layout must be 'mvtec', 'btad' or 'auto', got {layout!r}")
-    return (BTAD if layout == "btad" else MVTecAD)(root, category, split)
+    return (BTAD if layout == "btad" else MVTecAD)(root, category, split, strict=strict, max_image_pixels=max_image_pixels)
 
 # %% ../nbs/13_cli.ipynb #77415fb0
 def resize_for(image_size:int) -> int:
     "PatchCore's resize for a given crop size: 224 → 256, 320 → 366."
-    if image_size < 32: raise ValueError(f"image size must be at least 32 pixels, got {image_size}")
+    if image_size < MIN_IMAGE_SIZE: raise ValueError(f"image size must be at least {MIN_IMAGE_SIZE} pixels, got {image_size}")
     return int(math.ceil(image_size * 256 / 224))
 
 # %% ../nbs/13_cli.ipynb #95759497
@@ -71,21 +84,162 @@ def run_category(model:PatchCore, # an unfitted detector
     return m, pred
 
 # %% ../nbs/13_cli.ipynb #e093c72a
-def prepare_out(out:str|Path) -> Path:
-    "Create the output folder, refusing a non-empty folder that is not an earlier run's output."
-    out = Path(out)
-    if out.exists() and not out.is_dir(): raise ValueError(f"--out {out} exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not (out / "metrics.json").exists():
-        raise ValueError(f"--out {out} is not empty and holds no metrics.json from an earlier run: "
-                         "choose a new folder so nothing in it is overwritten")
-    out.mkdir(parents=True, exist_ok=True)
-    return out
+MANIFEST = ".reconpatch_manifest.json" # the file that marks an output folder as written by this package
 
-def write_json(obj:dict, path:Path) -> Path:
-    "Write `obj` as indented JSON via a temporary file and an atomic rename."
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=float) + "\n"); tmp.replace(path)
+@contextmanager
+def _atomic_file(path:Path):
+    "A binary file that replaces `path` atomically when the block ends without error."
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            f.flush(); os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+def atomic_write_bytes(data:bytes, # the file's content
+                       path:str|Path, # destination (its folder must exist)
+                      ) -> Path:
+    "Write `data` to `path` via a temporary file in the same folder and `os.replace`."
+    path = Path(path)
+    with _atomic_file(path) as f: f.write(data)
     return path
+
+def atomic_copy(src:str|Path, # the file to copy
+                dest:str|Path, # destination (its folder must exist)
+               ) -> Path:
+    "Copy `src` to `dest` via a temporary file in `dest`'s folder and `os.replace`."
+    dest = Path(dest)
+    with open(src, "rb") as fin, _atomic_file(dest) as f: shutil.copyfileobj(fin, f)
+    return dest
+
+def write_json(obj:dict, # plain values (numbers that are not JSON, e.g. numpy floats, are written as floats)
+               path:str|Path, # destination
+              ) -> Path:
+    "Write `obj` as indented JSON, atomically."
+    return atomic_write_bytes((json.dumps(obj, indent=2, default=float) + "\n").encode(), path)
+
+def png_bytes(array:np.ndarray, # (H, W) values to colour-map
+              cmap:str="magma", # matplotlib colour map
+             ) -> bytes:
+    "A colour-mapped PNG of `array`, one pixel per value, as bytes."
+    import matplotlib.pyplot as plt
+    buf = io.BytesIO(); plt.imsave(buf, np.asarray(array), cmap=cmap, format="png")
+    return buf.getvalue()
+
+# %% ../nbs/13_cli.ipynb #52098354
+def _inside(path:Path, folder:Path) -> bool:
+    "Does `path` (its folder resolved, symbolic links followed) lie inside `folder`?"
+    try: (path.parent.resolve() / path.name).relative_to(folder.resolve()); return True
+    except ValueError: return False
+
+def _rel_in(path:Path, folder:Path) -> str|None:
+    "`path` relative to `folder` (POSIX), or None when it lies outside."
+    return (path.parent.resolve() / path.name).relative_to(folder.resolve()).as_posix() if _inside(path, folder) else None
+
+def _check_parents(path:Path, option:str):
+    "Refuse a destination below an existing file (its folder could never be created)."
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir(): raise ValueError(f"{option} {path}: {parent} is a file, not a folder")
+            return
+
+def read_manifest(out:str|Path, # an output folder
+                 ) -> set|None: # relative paths of the files an earlier run wrote; None: not our folder
+    "The files listed in `out`'s manifest (only safe paths inside `out`), or None when it has no valid manifest."
+    out = Path(out); f = out / MANIFEST
+    if not f.is_file(): return None
+    try: m = json.loads(f.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError): return None
+    if not isinstance(m, dict) or m.get("written_by") != "reconpatch_nb" or not isinstance(m.get("files"), list): return None
+    safe = lambda r: (isinstance(r, str) and r and not Path(r).is_absolute() and ".." not in Path(r).parts
+                      and r != MANIFEST and _inside(out / r, out))
+    return {Path(r).as_posix() for r in m["files"] if safe(r)}
+
+class OutputFolder:
+    "An `--out` folder under the output policy: new, empty or ours (a manifest), else refused unless `overwrite`."
+    def __init__(self,
+                 path:str|Path, # the folder
+                 overwrite:bool=False, # write into a non-empty folder we did not write (its files are never replaced)
+                 command:str="", # recorded in the manifest
+                ):
+        self.path, self.overwrite, self.command = Path(path), bool(overwrite), command
+        self.check()
+
+    def check(self) -> set: # files an earlier run of ours wrote here
+        "Refuse an `--out` that cannot be used, creating nothing."
+        out = self.path
+        _check_parents(out, "--out")
+        if out.exists() and not out.is_dir(): raise ValueError(f"--out {out} is an existing file, not a folder: choose a folder")
+        if not out.is_dir() or not any(out.iterdir()): return set()
+        previous = read_manifest(out)
+        if previous is None and not self.overwrite:
+            raise ValueError(f"--out {out} is not empty and was not written by reconpatch (no {MANIFEST}): choose a new "
+                             "or empty folder, or pass --overwrite to write beside its files (they are never replaced)")
+        return previous or set()
+
+    def _write_manifest(self, files:set):
+        write_json({"written_by": "reconpatch_nb", "version": reconpatch_nb.__version__, "command": self.command,
+                    "files": sorted(files)}, self.path / MANIFEST)
+
+    def commit(self, files:dict, # {relative path in the folder: staged file to copy there}
+              ) -> list[Path]: # the files written
+        "Copy the staged files in (atomically, never over a file we did not write), then remove stale ones of ours."
+        previous, out = self.check(), self.path
+        files = {Path(r).as_posix(): Path(src) for r, src in files.items()}
+        for rel in files:  # every check before anything is written
+            dest = out / rel
+            if rel == MANIFEST or ".." in Path(rel).parts or not _inside(dest, out):
+                raise ValueError(f"output file {rel!r} would lie outside --out {out}")
+            for parent in list(dest.parents)[:len(Path(rel).parts) - 1]:
+                if parent.exists() and not parent.is_dir():
+                    raise ValueError(f"cannot write {dest}: {parent} is a file that reconpatch did not write")
+            if dest.exists() or dest.is_symlink():
+                if dest.is_dir(): raise ValueError(f"cannot write {dest}: a folder of that name is in the way")
+                if rel not in previous:
+                    raise ValueError(f"refusing to replace {dest}: reconpatch did not write it (move it, or choose another --out)")
+        out.mkdir(parents=True, exist_ok=True)
+        self._write_manifest(previous | set(files))  # claim the new files before writing them
+        written = []
+        for rel, src in files.items():
+            dest = out / rel; dest.parent.mkdir(parents=True, exist_ok=True)
+            written.append(atomic_copy(src, dest))
+        for rel in sorted(previous - set(files)):  # stale outputs of the earlier run
+            stale = out / rel
+            if stale.is_file() or stale.is_symlink(): stale.unlink()
+            for parent in list(stale.parents)[:len(Path(rel).parts) - 1]:  # now-empty folders of ours
+                if parent.is_dir() and not any(parent.iterdir()): parent.rmdir()
+        self._write_manifest(set(files))
+        return written
+
+# %% ../nbs/13_cli.ipynb #6a70eb4a
+def is_model_file(path:str|Path) -> bool:
+    "Is `path` a model file written by `PatchCore.save`? (Read safely: a zip archive opened with `safe_load`.)"
+    path = Path(path)
+    if not path.is_file() or not zipfile.is_zipfile(path): return False  # torch.save writes a zip archive
+    try: state = safe_load(path)
+    except (ValueError, FileNotFoundError): return False
+    return isinstance(state, dict) and state.get("format") == "reconpatch_nb"
+
+def check_model_path(path:str|Path, # where `--save-model` would write
+                     option:str="--save-model", # the option's name, for messages
+                    ) -> Path:
+    "Refuse a folder, or an existing file that is not a model of ours; creates nothing."
+    path = Path(path)
+    _check_parents(path, option)
+    if path.is_dir(): raise ValueError(f"{option} {path} is a folder: give a file name, e.g. {path / 'model.pt'}")
+    if path.exists() and not is_model_file(path):
+        raise ValueError(f"{option} {path} exists and is not a reconpatch_nb model file: refusing to replace it")
+    return path
+
+def load_model(path:str|Path) -> PatchCore:
+    "`PatchCore.load`, with a damaged or foreign model file reported as one `ValueError`."
+    try: return PatchCore.load(path)
+    except (KeyError, TypeError, AttributeError) as e:
+        raise ValueError(f"{path} is not a usable reconpatch_nb model file: a field is missing or unknown "
+                         f"({type(e).__name__}: {e})") from e
 
 # %% ../nbs/13_cli.ipynb #1a7b258e
 METRIC_COLUMNS = ("image_auroc", "pixel_auroc", "aupro")
@@ -110,85 +264,168 @@ def format_table(results:dict, # {category: {method: metrics}}
 # %% ../nbs/13_cli.ipynb #b601dc31
 # `reconpatch demo` trains ReConPatch on a short schedule: 4 epochs at lr 1e-3 with EMA rate 0.99, the setting chosen
 # on a separate validation dataset in notebook 90 (at the paper's lr 1e-5 and 0.999, f barely moves in so few steps).
-# The paper's schedule is one flag away: --epochs 120 --lr 1e-5 --gamma 0.999.
+# The paper's schedule is one flag away: --paper-schedule (or --epochs 120 --lr 1e-5 --gamma 0.999).
 DEMO_RECONPATCH = dict(epochs=4, lr=1e-3, gamma=0.99)
+RECONPATCH_OPTIONS = ("epochs", "lr", "gamma", "patches_per_step") # CLI options that only ReConPatch uses
+SEGMENTATION_DPI = 110 # resolution of the overlay PNGs
+
+def check_method_options(methods:list, args):
+    "Refuse ReConPatch-only options when no chosen method is ReConPatch."
+    given = [k for k in RECONPATCH_OPTIONS if getattr(args, k, None) is not None]
+    if getattr(args, "paper_schedule", False): given.append("paper_schedule")
+    if given and "reconpatch" not in methods:
+        raise ValueError(f"--{given[0].replace('_', '-')} applies to --method reconpatch only, not {', '.join(methods)}")
+
+def method_options(method:str, args, preset:dict|None=None) -> dict:
+    "Detector keyword arguments of `method` from the command line (ReConPatch: given values, else `preset`'s)."
+    opts = {"coreset_ratio": args.coreset_ratio}
+    if method == "reconpatch":
+        opts.update({k: getattr(args, k) for k in RECONPATCH_OPTIONS})
+        opts.update({k: v for k, v in (preset or {}).items() if opts.get(k) is None})
+    return opts
+
+def _staged_overlays(model, test, staging:Path, rel:str, pred, n:int|None=None) -> dict:
+    "Write the segmentation PNGs into `staging / rel`; return {relative path: staged file}."
+    kw = {} if n is None else {"n": n}
+    paths = save_segmentation_pngs(model, test, staging / rel, pred=pred, dpi=SEGMENTATION_DPI, **kw)
+    return {f"{rel}/{p.name}": p for p in paths}
 
 def cmd_demo(args) -> dict:
     "Every method on every embedded category: table, metrics.json, overlays."
-    if args.paper_schedule: args.epochs, args.lr, args.gamma = (TRAIN_DEFAULTS[k] for k in ("epochs", "lr", "gamma"))
-    root = embedded_data_root(); out = prepare_out(args.out)
+    check_method_options(args.methods, args)
+    preset = {k: TRAIN_DEFAULTS[k] for k in DEMO_RECONPATCH} if args.paper_schedule else DEMO_RECONPATCH
+    out = OutputFolder(args.out, args.overwrite, "demo")
+    root = embedded_data_root()
     categories = args.categories or list_categories(root)
+    unknown = sorted(set(categories) - set(list_categories(root)))
+    if unknown: raise ValueError(f"unknown categories {unknown}; embedded: {list_categories(root)}")
     results = {}
-    for cat in categories:
-        train, test = open_dataset(root, cat, "train"), open_dataset(root, cat, "test")
-        results[cat] = {}
-        for method in args.methods:
-            model = make_detector(method, backbone=args.backbone, image_size=args.image_size, seed=args.seed,
-                                  progress=not args.quiet, **method_options(method, args))
-            results[cat][method], pred = run_category(model, train, test)
-            save_segmentation_pngs(model, test, out / cat / method, n=4, pred=pred)
-            print(f"{cat:>10} {method:>10}: image AUROC {results[cat][method]['image_auroc']:.3f}", file=sys.stderr)
-    table = format_table(results)
-    write_json({"data_root": str(root), "results": results, "table": table.split("\n")}, out / "metrics.json")
-    print(table); print(f"\nwrote {out / 'metrics.json'} and overlay PNGs under {out}/")
+    with tempfile.TemporaryDirectory(prefix="reconpatch_") as tmp:
+        staging, files = Path(tmp), {}
+        for cat in categories:
+            train, test = open_dataset(root, cat, "train"), open_dataset(root, cat, "test")
+            results[cat] = {}
+            for method in args.methods:
+                model = make_detector(method, backbone=args.backbone, image_size=args.image_size, seed=args.seed,
+                                      progress=not args.quiet, **method_options(method, args, preset))
+                results[cat][method], pred = run_category(model, train, test)
+                files.update(_staged_overlays(model, test, staging, f"{cat}/{method}", pred, n=4))
+                print(f"{cat:>10} {method:>10}: image AUROC {results[cat][method]['image_auroc']:.3f}", file=sys.stderr)
+        table = format_table(results)
+        files["metrics.json"] = write_json({"data_root": str(root), "results": results, "table": table.split("\n")},
+                                           staging / "metrics.json")
+        out.commit(files)
+    print(table); print(f"\nwrote {out.path / 'metrics.json'} and overlay PNGs under {out.path}/")
     return results
 
-def method_options(method:str, args) -> dict:
-    "Detector keyword arguments of `method` that were given on the command line."
-    opts = {"coreset_ratio": args.coreset_ratio}
-    if method == "reconpatch": opts.update(epochs=args.epochs, lr=args.lr, gamma=args.gamma)
-    return opts
-
 def cmd_evaluate(args) -> dict:
-    "Fit on one category's training split, evaluate on its test split, write metrics.json."
-    out = prepare_out(args.out)
-    train, test = (open_dataset(args.data_root, args.category, s, args.layout) for s in ("train", "test"))
+    "Fit on one category's training split, evaluate on its test split, write metrics.json (and the model)."
+    check_method_options([args.method], args)
+    out = OutputFolder(args.out, args.overwrite, "evaluate")
+    model_path = check_model_path(args.save_model) if args.save_model else None
+    train, test = (open_dataset(args.data_root, args.category, s, args.layout, args.strict, args.max_image_pixels).check_files()
+                   for s in ("train", "test"))
+    model_rel = _rel_in(model_path, out.path) if model_path is not None else None
+    if model_rel is not None and (model_rel in (".", "metrics.json", MANIFEST) or model_rel.startswith("overlays/")):
+        raise ValueError(f"--save-model {model_path} would overwrite this run's own {model_rel} in --out: choose another name")
     model = make_detector(args.method, backbone=args.backbone, image_size=args.image_size, seed=args.seed,
                           progress=not args.quiet, checkpoint=args.checkpoint, **method_options(args.method, args))
     m, pred = run_category(model, train, test)
     m.update(category=args.category, data_root=str(args.data_root), image_size=args.image_size)
-    write_json(m, out / "metrics.json")
-    if args.save_model: model.save(args.save_model)
-    save_segmentation_pngs(model, test, out / "overlays", pred=pred)
+    with tempfile.TemporaryDirectory(prefix="reconpatch_") as tmp:
+        staging = Path(tmp)
+        files = {"metrics.json": write_json(m, staging / "metrics.json")}
+        files.update(_staged_overlays(model, test, staging, "overlays", pred))
+        if model_path is not None:
+            staged_model = model.save(staging / "model.pt")
+            if model_rel is not None: files[model_rel] = staged_model
+        out.commit(files)
+        if model_path is not None and model_rel is None:
+            check_model_path(model_path)  # still a model of ours (or absent) after the run
+            model_path.parent.mkdir(parents=True, exist_ok=True); atomic_copy(staged_model, model_path)
     print(json.dumps({k: m[k] for k in ("image_auroc", "pixel_auroc", "aupro", "f1_max")}, indent=1))
     return m
 
+PREDICT_CHUNK = 32 # images read and scored together by `reconpatch predict`
+
+def heatmap_name(i:int, # position of the image on the command line
+                 path:str|Path, # the image
+                ) -> str:
+    "A heat-map file name unique per input, even when two inputs share a file name (a/001.png, b/001.png)."
+    return f"{i:03d}_{Path(path).stem}_heatmap.png"
+
 def cmd_predict(args) -> dict:
-    "Score images with a saved model; write scores.json and one heat-map PNG per image."
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    out = Path(args.out); out.mkdir(parents=True, exist_ok=True)
-    model = PatchCore.load(args.model)
-    missing = [p for p in args.images if not Path(p).is_file()]
-    if missing: raise FileNotFoundError(f"image not found: {missing[0]}")
-    pred = model.predict([Path(p) for p in args.images])
-    scores = {}
-    for p, s, amap in zip(args.images, pred.scores.tolist(), pred.maps):
-        scores[str(p)] = {"score": s, "anomalous": s > model.threshold}
-        plt.imsave(out / f"{Path(p).stem}_heatmap.png", amap.numpy(), cmap="magma")
-    write_json({"threshold": model.threshold, "scores": scores}, out / "scores.json")
+    "Score images with a saved model; write scores.json (with the unreadable images) and one heat map per image."
+    out = OutputFolder(args.out, args.overwrite, "predict")
+    model = load_model(args.model)
+    images = list(dict.fromkeys(args.images))  # each input once, in command-line order
+    scores, unreadable = {}, {}
+    with tempfile.TemporaryDirectory(prefix="reconpatch_") as tmp:
+        staging, files = Path(tmp), {}
+        for start in range(0, len(images), PREDICT_CHUNK):
+            loaded = []
+            for i, p in enumerate(images[start:start + PREDICT_CHUNK], start):
+                try: loaded.append((i, p, load_image(p, args.max_image_pixels)))
+                except (ValueError, OSError) as e: unreadable[p] = str(e)  # FileNotFoundError is an OSError
+            if not loaded: continue
+            pred = model.predict([img for _, _, img in loaded])
+            for (i, p, _), s, amap in zip(loaded, pred.scores.tolist(), pred.maps):
+                name = heatmap_name(i, p)
+                files[name] = staging / name; files[name].write_bytes(png_bytes(amap.numpy()))
+                scores[p] = {"score": s, "anomalous": s > model.threshold, "heatmap": name}
+        if not scores:
+            raise ValueError(f"none of the {len(images)} images could be scored; first: {next(iter(unreadable.values()))}")
+        files["scores.json"] = write_json({"threshold": model.threshold, "scores": scores, "unreadable": unreadable},
+                                          staging / "scores.json")
+        out.commit(files)
     for p, v in scores.items(): print(f"{v['score']:.4f}  {'ANOMALOUS' if v['anomalous'] else 'normal   '}  {p}")
+    for p, why in unreadable.items(): print(f"reconpatch predict: skipped {p}: {why}", file=sys.stderr)
     return scores
 
 # %% ../nbs/13_cli.ipynb #063ebd74
+class _Parser(argparse.ArgumentParser):
+    "An argument parser whose errors are one line on stderr (exit status 2), without the usage block."
+    def error(self, message): self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+def _number(kind, low=None, high=None, low_open=False, what="a number"):
+    "An argparse type: `kind(text)` within [low, high] (low excluded if `low_open`)."
+    def parse(text):
+        try: v = kind(text)
+        except ValueError: raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if not math.isfinite(v) or (low is not None and (v <= low if low_open else v < low)) or (high is not None and v > high):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return v
+    return parse
+
 def build_parser() -> argparse.ArgumentParser:
     "The `reconpatch` argument parser."
-    ap = argparse.ArgumentParser(prog="reconpatch", description="ReConPatch / PatchCore anomaly detection")
+    ap = _Parser(prog="reconpatch", description="ReConPatch / PatchCore anomaly detection")
     sub = ap.add_subparsers(dest="command", required=True)
-    def common(p, method=True):
+    def common(p):
         p.add_argument("--backbone", default="tf_efficientnet_lite0", help="backbone name (default: %(default)s)")
-        p.add_argument("--image-size", type=int, default=224, help="crop size in pixels (default: %(default)s)")
-        p.add_argument("--coreset-ratio", type=float, default=None, help="memory-bank fraction (method default if omitted)")
-        p.add_argument("--epochs", type=int, default=None, help="ReConPatch training epochs (paper: 120)")
-        p.add_argument("--lr", type=float, default=None, help="ReConPatch learning rate (paper: 1e-5)")
-        p.add_argument("--gamma", type=float, default=None, help="ReConPatch EMA rate of the similarity network (default 0.999)")
-        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--image-size", type=_number(int, MIN_IMAGE_SIZE, what=f"an integer >= {MIN_IMAGE_SIZE}"), default=224,
+                       help="crop size in pixels (default: %(default)s)")
+        p.add_argument("--coreset-ratio", type=_number(float, 0, 1, low_open=True, what="a fraction in (0, 1]"), default=None,
+                       help="memory-bank fraction (method default if omitted)")
+        p.add_argument("--epochs", type=_number(int, 1, what="a positive integer"), default=None,
+                       help="ReConPatch training epochs (paper: 120)")
+        p.add_argument("--lr", type=_number(float, 0, low_open=True, what="a positive number"), default=None,
+                       help="ReConPatch learning rate (paper: 1e-5)")
+        p.add_argument("--gamma", type=_number(float, 0, 1, what="a number in [0, 1]"), default=None,
+                       help="ReConPatch EMA rate of the similarity network (paper: 0.999)")
+        p.add_argument("--patches-per-step", type=_number(int, 2, what="an integer >= 2"), default=None,
+                       help="ReConPatch patches per training step (default: the training's own)")
+        p.add_argument("--seed", type=_number(int, 0, what="a non-negative integer"), default=0)
         p.add_argument("--quiet", action="store_true", help="no progress bars")
+        p.add_argument("--overwrite", action="store_true",
+                       help="write into a non-empty --out folder that reconpatch did not write (its files are never replaced)")
+    pixels = dict(type=_number(int, 1, what="a positive integer"), default=MAX_IMAGE_PIXELS,
+                  help="largest image, in pixels, to open (decompression-bomb guard; default: %(default)s)")
     d = sub.add_parser("demo", help="all methods on the embedded data")
     common(d)
-    d.set_defaults(**DEMO_RECONPATCH)
     d.add_argument("--paper-schedule", action="store_true",
-                   help="train ReConPatch with the paper's schedule (120 epochs, lr 1e-5, EMA 0.999) instead of the demo's")
+                   help="train ReConPatch with the paper's schedule (120 epochs, lr 1e-5, EMA 0.999) instead of the demo's "
+                        f"({DEMO_RECONPATCH['epochs']} epochs, lr {DEMO_RECONPATCH['lr']:g}, EMA {DEMO_RECONPATCH['gamma']})")
     d.add_argument("--methods", nargs="+", default=list(DETECTORS), choices=list(DETECTORS))
     d.add_argument("--categories", nargs="+", default=None, help="subset of the embedded categories")
     d.add_argument("--out", default="reconpatch_out", help="output folder (default: %(default)s)")
@@ -200,20 +437,35 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--method", default="patchcore", choices=list(DETECTORS))
     e.add_argument("--checkpoint", default=None, help="local backbone weights file (for offline wide_resnet50_2)")
     e.add_argument("--save-model", default=None, help="also save the fitted model to this file")
+    e.add_argument("--strict", action="store_true", help="an empty mask of a defective test image is an error, not a warning")
+    e.add_argument("--max-image-pixels", **pixels)
     e.add_argument("--out", required=True, help="output folder for metrics.json and overlays")
     p = sub.add_parser("predict", help="score images with a saved model")
     p.add_argument("--model", required=True, help="a file written by `evaluate --save-model` or `.save()`")
     p.add_argument("images", nargs="+", help="image files")
     p.add_argument("--out", default="reconpatch_predictions", help="output folder (default: %(default)s)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="write into a non-empty --out folder that reconpatch did not write (its files are never replaced)")
+    p.add_argument("--max-image-pixels", **pixels)
     return ap
 
+CLI_ERRORS = (ValueError, RuntimeError, OSError) # reported as one line (FileNotFoundError and PermissionError are OSErrors)
+
 def main(argv:list|None=None, # arguments (default: sys.argv[1:])
-        ) -> int:
-    "Entry point of the `reconpatch` console script."
-    args = build_parser().parse_args(argv)
-    try:
-        {"demo": cmd_demo, "evaluate": cmd_evaluate, "predict": cmd_predict}[args.command](args)
-    except (ValueError, FileNotFoundError, RuntimeError) as e:
-        print(f"reconpatch {args.command}: error: {e}", file=sys.stderr)
-        return 2
+        ) -> int: # exit status: 0 done, 2 error, 130 interrupted
+    "Entry point of the `reconpatch` console script: every error is one line on stderr, never a traceback."
+    try: args = build_parser().parse_args(argv)
+    except SystemExit as e: return e.code if isinstance(e.code, int) else 0 if e.code is None else 2
+    prefix = f"reconpatch {args.command}"
+    def one_line(message, category, filename, lineno, file=None, line=None):
+        print(f"{prefix}: warning: {' '.join(str(message).split())}", file=sys.stderr)
+    with warnings.catch_warnings():
+        warnings.showwarning = one_line
+        try: {"demo": cmd_demo, "evaluate": cmd_evaluate, "predict": cmd_predict}[args.command](args)
+        except CLI_ERRORS as e:
+            print(f"{prefix}: error: {' '.join(str(e).split())}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print(f"{prefix}: interrupted (files already in --out are complete: each is written atomically)", file=sys.stderr)
+            return 130
     return 0

@@ -6,6 +6,8 @@
 from __future__ import annotations
 
 import copy
+import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,8 +19,9 @@ from torchvision import transforms
 from torchvision.transforms import InterpolationMode
 
 # %% auto #0
-__all__ = ['IMAGE_EXTENSIONS', 'IMAGENET_MEAN', 'IMAGENET_STD', 'DEFAULT_RESIZE', 'DEFAULT_CROP', 'list_images', 'load_image',
-           'ImageTransform', 'Item', 'AnomalyDataset', 'list_categories', 'MVTecAD', 'BTAD', 'FolderDataset']
+__all__ = ['IMAGE_EXTENSIONS', 'MIN_IMAGE_SIZE', 'MAX_IMAGE_PIXELS', 'IMAGENET_MEAN', 'IMAGENET_STD', 'DEFAULT_RESIZE',
+           'DEFAULT_CROP', 'list_images', 'open_image', 'load_image', 'mask_pixels', 'load_mask', 'ImageTransform',
+           'Item', 'AnomalyDataset', 'list_categories', 'MVTecAD', 'BTAD', 'FolderDataset']
 
 # %% ../nbs/01_data.ipynb #bcdd3f7a
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
@@ -33,9 +36,11 @@ def list_images(folder:str|Path, # a folder of images (not searched recursively)
 
 # %% ../nbs/01_data.ipynb #86e85b0f
 _SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+MIN_IMAGE_SIZE = 32 # smallest short side, in pixels, of an image we accept (smaller ones would be upscaled)
+MAX_IMAGE_PIXELS = 178_956_970 # Pillow's own decompression-bomb error threshold (2 x its warning threshold)
 
 def _to_rgb(img:Image.Image) -> Image.Image:
-    "Convert an opened Pillow image of any common mode to 8-bit RGB (see the table above)."
+    "Convert an opened Pillow image of any common mode except float to 8-bit RGB (see the table above)."
     if img.mode == "RGB": return img
     if img.mode in _SIXTEEN_BIT:
         v = np.asarray(img).astype(np.float64).clip(0, 65535)
@@ -49,17 +54,79 @@ def _to_rgb(img:Image.Image) -> Image.Image:
         return Image.fromarray(rgb)
     return img.convert("RGB")
 
-def load_image(path:str|Path, # an image file (png, jpg, bmp, tif, ...)
-              ) -> Image.Image: # 8-bit RGB image
-    "Open `path` as an 8-bit RGB image, converting grey, palette, alpha and 16-bit images."
+def _float_to_rgb(img:Image.Image, path:Path) -> Image.Image:
+    "A float ('F') image as 8-bit RGB: [0, 1] is scaled by 255, [0, 255] kept; any other range is refused."
+    v = np.asarray(img, dtype=np.float64)
+    if not np.isfinite(v).all(): raise ValueError(f"float image {path} holds NaN or infinite values")
+    lo, hi = float(v.min()), float(v.max())
+    if lo < 0 or hi > 255:
+        raise ValueError(f"float image {path} has values in [{lo:g}, {hi:g}]: expected [0, 1] or [0, 255] "
+                         "(convert it to an 8- or 16-bit image)")
+    grey = np.round(v * (255.0 if hi <= 1 else 1.0)).astype(np.uint8)
+    return Image.fromarray(np.stack([grey] * 3, -1))
+
+@contextmanager
+def _pillow_pixel_limit(max_pixels:int):
+    "Lift Pillow's decompression-bomb limit only while opening a file whose caller allowed more pixels."
+    old = Image.MAX_IMAGE_PIXELS
+    lift = old is not None and max_pixels > 2 * old  # Pillow raises above 2 x its limit
+    if lift: Image.MAX_IMAGE_PIXELS = None
+    try: yield
+    finally:
+        if lift: Image.MAX_IMAGE_PIXELS = old
+
+def open_image(path:str|Path, # an image file
+               min_size:int=MIN_IMAGE_SIZE, # smallest accepted short side, in pixels
+               max_pixels:int=MAX_IMAGE_PIXELS, # largest accepted width x height (decompression-bomb guard)
+              ) -> Image.Image: # opened lazily: only the header is read
+    "Open `path` with Pillow and check its size from the header; every error is a `ValueError` naming the file."
     path = Path(path)
     if not path.is_file(): raise FileNotFoundError(f"image file not found: {path} (expected an existing image file)")
     try:
-        with Image.open(path) as img:
-            img.load()
-            return _to_rgb(img)
+        with _pillow_pixel_limit(max_pixels): img = Image.open(path)
+    except Image.DecompressionBombError as e:
+        raise ValueError(f"{path} is too large to open safely ({e}); if you trust it, raise max_pixels "
+                         "(CLI: --max-image-pixels)") from e
     except (UnidentifiedImageError, OSError, SyntaxError) as e:
         raise ValueError(f"cannot read {path} as an image (expected one of {', '.join(IMAGE_EXTENSIONS)}): {e}") from e
+    w, h = img.size
+    if w * h > max_pixels:
+        img.close()
+        raise ValueError(f"{path} has {w}x{h} = {w * h:,} pixels, more than max_pixels={max_pixels:,} "
+                         "(a guard against decompression bombs); if you trust it, raise max_pixels (CLI: --max-image-pixels)")
+    if min(w, h) < min_size:
+        img.close()
+        raise ValueError(f"{path} is {w}x{h} pixels: an image must be at least {min_size} px on its short side "
+                         "(a smaller one would be upscaled into detail it does not have)")
+    return img
+
+def load_image(path:str|Path, # an image file (png, jpg, bmp, tif, ...)
+               max_pixels:int=MAX_IMAGE_PIXELS, # largest accepted width x height (decompression-bomb guard)
+              ) -> Image.Image: # 8-bit RGB image
+    "Open `path` as an 8-bit RGB image, converting grey, palette, alpha, 16-bit and float images."
+    path = Path(path)
+    with open_image(path, max_pixels=max_pixels) as img:
+        try: img.load()
+        except (OSError, SyntaxError, ValueError) as e:
+            raise ValueError(f"cannot read {path} as an image (expected one of {', '.join(IMAGE_EXTENSIONS)}): {e}") from e
+        return _float_to_rgb(img, path) if img.mode == "F" else _to_rgb(img)
+
+# %% ../nbs/01_data.ipynb #0c6b52f3
+def mask_pixels(mask:Image.Image, # an opened mask image of any mode
+               ) -> np.ndarray: # (H, W) bool: True where the mask marks a defect
+    "The mask rule: a pixel is a defect pixel when any channel is above 0 (transparent pixels never count)."
+    if mask.mode in _SIXTEEN_BIT or mask.mode == "F": return np.asarray(mask) > 0  # raw values, before scaling
+    return (np.asarray(_to_rgb(mask)) > 0).any(-1)
+
+def load_mask(path:str|Path, # a mask image file
+              max_pixels:int=MAX_IMAGE_PIXELS, # largest accepted width x height (as `load_image`)
+             ) -> Image.Image: # mode 'L', 0 (normal) or 255 (defect), same size as the file
+    "Open a mask file and binarise it with the mask rule (`mask_pixels`)."
+    path = Path(path)
+    with open_image(path, min_size=1, max_pixels=max_pixels) as m:  # size is checked against its image instead
+        try: m.load()
+        except (OSError, SyntaxError, ValueError) as e: raise ValueError(f"cannot read mask {path}: {e}") from e
+        return Image.fromarray(mask_pixels(m).astype(np.uint8) * 255)
 
 # %% ../nbs/01_data.ipynb #981ac7f4
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -94,10 +161,9 @@ class ImageTransform:
         return self.image_tf(img)
 
     def mask_transform(self, mask:Image.Image) -> Tensor: # (1, crop, crop) float in {0, 1}
-        "Resize (nearest), crop and binarise a mask image (0/255 or 0/1)."
-        m = np.asarray(mask.convert("L"))
-        if m.max() == 1: m = m * 255  # a 0/1 mask
-        return (self.mask_tf(Image.fromarray(m.astype(np.uint8))) > 0.5).float()
+        "Binarise a mask image with the mask rule (any channel > 0), then resize (nearest) and crop."
+        m = mask_pixels(mask).astype(np.uint8) * 255
+        return (self.mask_tf(Image.fromarray(m)) > 0.5).float()
 
     def denormalize(self, x:Tensor, # (3, H, W) or (B, 3, H, W) normalised images
                    ) -> Tensor: # same shape, values clipped to [0, 1] for display
@@ -116,12 +182,19 @@ class Item:
     mask_path: Path|None = None # pixel mask of the defect (None for normal images or no annotation)
     defect: str = "good" # defect type: 'good' for normal images, else e.g. the defect folder name
 
+def _check_mask_size(it:Item, mask_size:tuple, image_size:tuple):
+    if mask_size != image_size:
+        raise ValueError(f"mask {it.mask_path} has size {mask_size} but image {it.image_path} "
+                         f"has size {image_size} (width, height): they must match")
+
 class AnomalyDataset(torch.utils.data.Dataset):
     "A list of `Item`s as a torch dataset of dicts: image (3,H,W), mask (1,H,W), label, path, defect."
     def __init__(self,
                  items:list[Item], # the images, in a fixed order
                  transform:ImageTransform|None=None, # pre-processing; default `ImageTransform()`
                  has_masks:bool|None=None, # do anomalous items carry masks? None: infer from the items
+                 strict:bool=False, # an empty mask of a defective image: error (True) or warning (False)
+                 max_image_pixels:int=MAX_IMAGE_PIXELS, # largest accepted image (see `open_image`)
                 ):
         items = list(items)
         if not items: raise ValueError("items is empty: a dataset needs at least one image")
@@ -131,7 +204,8 @@ class AnomalyDataset(torch.utils.data.Dataset):
         if has_masks:
             missing = [str(it.image_path) for it in items if it.label == 1 and it.mask_path is None]
             if missing: raise ValueError(f"has_masks=True but {len(missing)} anomalous images have no mask, e.g. {missing[0]}")
-        self.items, self.has_masks = items, bool(has_masks)
+        self.items, self.has_masks, self.strict = items, bool(has_masks), bool(strict)
+        self.max_image_pixels = int(max_image_pixels)
         self.transform = transform if transform is not None else ImageTransform()
         self.labels = np.array([it.label for it in items], dtype=np.int64)
 
@@ -145,7 +219,7 @@ class AnomalyDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, i:int) -> dict:
         it = self.items[i]
-        img = load_image(it.image_path)
+        img = load_image(it.image_path, self.max_image_pixels)
         return {"image": self.transform(img), "mask": self.mask(i, img.size), "label": int(it.label),
                 "path": str(it.image_path), "defect": it.defect}
 
@@ -157,15 +231,23 @@ class AnomalyDataset(torch.utils.data.Dataset):
         if not (self.has_masks and it.mask_path is not None):
             return torch.zeros(1, self.transform.crop, self.transform.crop)
         if image_size is None:
-            try:
-                with Image.open(it.image_path) as im: image_size = im.size
-            except (UnidentifiedImageError, OSError, SyntaxError):
-                load_image(it.image_path); raise  # load_image raises the clear error for this file
-        mask_img = load_image(it.mask_path)
-        if mask_img.size != image_size:
-            raise ValueError(f"mask {it.mask_path} has size {mask_img.size} but image {it.image_path} "
-                             f"has size {image_size} (width, height): they must match")
+            with open_image(it.image_path, max_pixels=self.max_image_pixels) as im: image_size = im.size
+        mask_img = load_mask(it.mask_path, self.max_image_pixels)
+        _check_mask_size(it, mask_img.size, image_size)
+        if it.label == 1 and mask_img.getbbox() is None:  # no pixel above 0
+            msg = (f"the mask {it.mask_path} of defective image {it.image_path} is empty (no pixel above 0): "
+                   "the image adds no defect pixel to the pixel metrics")
+            if self.strict: raise ValueError(msg)
+            warnings.warn(msg + "; pass strict=True (CLI: --strict) to make this an error", stacklevel=2)
         return self.transform.mask_transform(mask_img)
+
+    def check_files(self) -> AnomalyDataset: # self, when every file passed
+        "Read the header of every image and mask (size limits, mask size = image size) without decoding pixels."
+        for it in self.items:
+            with open_image(it.image_path, max_pixels=self.max_image_pixels) as im: image_size = im.size
+            if self.has_masks and it.mask_path is not None:
+                with open_image(it.mask_path, min_size=1, max_pixels=self.max_image_pixels) as m: _check_mask_size(it, m.size, image_size)
+        return self
 
     def __repr__(self):
         return (f"{type(self).__name__}({len(self)} images: {int((self.labels == 0).sum())} normal, "
@@ -209,6 +291,7 @@ class MVTecAD(AnomalyDataset):
                  split:str="train", # 'train' (normal images only) or 'test'
                  resize:int=DEFAULT_RESIZE, crop:int=DEFAULT_CROP, # see `ImageTransform`
                  mean:tuple=IMAGENET_MEAN, std:tuple=IMAGENET_STD,
+                 strict:bool=False, max_image_pixels:int=MAX_IMAGE_PIXELS, # see `AnomalyDataset`
                 ):
         self.root, self.category, self.split = Path(root), category, _check_split(split)
         cat = _category_dir(root, category)
@@ -226,7 +309,7 @@ class MVTecAD(AnomalyDataset):
                         raise ValueError(f"no mask for defective image {p}: expected {gt / d.name / (p.stem + '_mask.png')}")
                     items.append(Item(p, 1, mask, d.name))
             if not items: raise ValueError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found in {test}/<defect>/")
-        super().__init__(items, ImageTransform(resize, crop, mean, std), has_masks)
+        super().__init__(items, ImageTransform(resize, crop, mean, std), has_masks, strict, max_image_pixels)
 
 # %% ../nbs/01_data.ipynb #677553a7
 class BTAD(AnomalyDataset):
@@ -237,6 +320,7 @@ class BTAD(AnomalyDataset):
                  split:str="train", # 'train' or 'test'
                  resize:int=DEFAULT_RESIZE, crop:int=DEFAULT_CROP, # see `ImageTransform`
                  mean:tuple=IMAGENET_MEAN, std:tuple=IMAGENET_STD,
+                 strict:bool=False, max_image_pixels:int=MAX_IMAGE_PIXELS, # see `AnomalyDataset`
                 ):
         self.root, self.category, self.split = Path(root), category, _check_split(split)
         cat = _category_dir(root, category)
@@ -251,7 +335,7 @@ class BTAD(AnomalyDataset):
                 if has_masks and mask is None:
                     raise ValueError(f"no mask for defective image {p}: expected {gt / p.stem}.png (or another image extension)")
                 items.append(Item(p, 1, mask, "ko"))
-        super().__init__(items, ImageTransform(resize, crop, mean, std), has_masks)
+        super().__init__(items, ImageTransform(resize, crop, mean, std), has_masks, strict, max_image_pixels)
 
 # %% ../nbs/01_data.ipynb #93c42701
 class FolderDataset(AnomalyDataset):
@@ -262,6 +346,7 @@ class FolderDataset(AnomalyDataset):
                  mask_dir:str|Path|None=None, # masks of the anomalous images: `<stem>.png` or `<stem>_mask.png`
                  resize:int=DEFAULT_RESIZE, crop:int=DEFAULT_CROP, # see `ImageTransform`
                  mean:tuple=IMAGENET_MEAN, std:tuple=IMAGENET_STD,
+                 strict:bool=False, max_image_pixels:int=MAX_IMAGE_PIXELS, # see `AnomalyDataset`
                 ):
         if mask_dir is not None and abnormal_dir is None: raise ValueError("mask_dir was given without abnormal_dir")
         items = [Item(p, 0) for p in _images_or_fail(Path(normal_dir))]
@@ -273,4 +358,4 @@ class FolderDataset(AnomalyDataset):
                 if mask_dir is not None and mask is None:
                     raise ValueError(f"no mask for anomalous image {p}: expected {Path(mask_dir) / p.stem}.png or {p.stem}_mask.png")
                 items.append(Item(p, 1, mask, abnormal_dir.name))
-        super().__init__(items, ImageTransform(resize, crop, mean, std), mask_dir is not None)
+        super().__init__(items, ImageTransform(resize, crop, mean, std), mask_dir is not None, strict, max_image_pixels)

@@ -1,0 +1,255 @@
+"""Hostile but fair input, end to end through the `reconpatch` command line.
+
+Every case builds a small MVTec-layout folder from the committed `data/brick` (4 training images,
+1 normal and 1 defective test image per defect type, `--image-size 64`, so a run takes seconds), runs the command
+line, and checks three things:
+
+1. the exit status, and for a failure exactly one line on stderr, naming the problem, no traceback;
+2. the result (files written, scores, metrics) when the run succeeds;
+3. that no file the package did not write has changed anywhere in the case's folder: every file
+   present before the run, except those listed in a `.reconpatch_manifest.json`, has the same
+   sha256 afterwards, and new files appear only in `--out` (or at `--save-model`).
+
+Run with `make fuzz` (it is also part of `make test`: the table takes well under a minute).
+"""
+import contextlib
+import hashlib
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from reconpatch_nb.cli import MANIFEST, main, read_manifest
+
+REPO = Path(__file__).resolve().parents[1]
+BRICK = REPO / "data" / "brick"
+CAT = "brick"
+FAST = ["--image-size", "64", "--quiet"]
+
+
+def make_category(root: Path, defects=("hole",), n_train=4, n_test=1) -> Path:
+    "A small MVTec-layout copy of data/brick under `root`; returns `root` (the --data-root)."
+    for sub, n in [("train/good", n_train), ("test/good", n_test)] + [(f"test/{d}", n_test) for d in defects]:
+        (root / CAT / sub).mkdir(parents=True)
+        for f in sorted((BRICK / sub).glob("*.png"))[:n]:
+            shutil.copy(f, root / CAT / sub / f.name)
+    for d in defects:
+        (root / CAT / "ground_truth" / d).mkdir(parents=True)
+        for f in sorted((root / CAT / "test" / d).glob("*.png")):
+            shutil.copy(BRICK / "ground_truth" / d / f"{f.stem}_mask.png", root / CAT / "ground_truth" / d)
+    return root
+
+
+def run_cli(*argv, subprocess_=False):
+    "Run `reconpatch *argv`; (exit status, stdout, stderr)."
+    argv = [str(a) for a in argv]
+    if subprocess_:
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        code = "import sys; from reconpatch_nb.cli import main; sys.exit(main(sys.argv[1:]))"
+        p = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, env=env, timeout=600)
+        return p.returncode, p.stdout, p.stderr
+    with contextlib.redirect_stdout(io.StringIO()) as so, contextlib.redirect_stderr(io.StringIO()) as se:
+        rc = main(argv)
+    return rc, so.getvalue(), se.getvalue()
+
+
+def snapshot(ws: Path) -> dict:
+    "sha256 of every file under `ws` that no manifest claims as written by the package."
+    ours = set()
+    for m in ws.rglob(MANIFEST):
+        ours |= {(m.parent / r).resolve() for r in (read_manifest(m.parent) or ())} | {m.resolve()}
+    return {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in ws.rglob("*")
+            if p.is_file() and not p.is_symlink() and p.resolve() not in ours}
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory):
+    "One fitted model and the metrics of a clean run, shared by the cases."
+    d = tmp_path_factory.mktemp("shared")
+    data = make_category(d / "data")
+    rc, _, err = run_cli("evaluate", "--data-root", data, "--category", CAT, *FAST,
+                         "--out", d / "out", "--save-model", d / "model.pt")
+    assert rc == 0, err
+    return {"model": d / "model.pt", "metrics": json.loads((d / "out" / "metrics.json").read_text())}
+
+
+# --- the cases: setup(ws, shared) -> (argv, {"out": [...], "model": path}); check(ws, shared, rc, out, err) ------
+def ev(ws, *extra, out="out"):
+    return ["evaluate", "--data-root", ws / "data", "--category", CAT, *FAST, "--out", ws / out, *extra]
+
+
+def pred(ws, shared, *images, out="out", extra=()):
+    shutil.copy(shared["model"], ws / "model.pt")
+    return ["predict", "--model", ws / "model.pt", "--out", ws / out, *extra, *images]
+
+
+def a_train_image(ws): return sorted((ws / "data" / CAT / "train" / "good").glob("*.png"))[0]
+def a_test_image(ws, d="hole", i=0): return sorted((ws / "data" / CAT / "test" / d).glob("*.png"))[i]
+
+
+def _user_folder(ws, *names):
+    (ws / "out").mkdir()
+    for n in names: (ws / "out" / n).write_text("the user's own file")
+
+
+def _rerun_setup(ws, shared):
+    make_category(ws / "data", defects=("hole", "cut"))
+    rc, _, err = run_cli(*ev(ws))
+    assert rc == 0, err
+    first = read_manifest(ws / "out")
+    shutil.rmtree(ws / "data" / CAT / "test" / "cut"); shutil.rmtree(ws / "data" / CAT / "ground_truth" / "cut")
+    (ws / "first.json").write_text(json.dumps(sorted(first)))
+    return ev(ws)
+
+
+def _rerun_check(ws, shared, rc, out, err):
+    now = read_manifest(ws / "out")
+    on_disk = {p.relative_to(ws / "out").as_posix() for p in (ws / "out").rglob("*") if p.is_file()} - {MANIFEST}
+    assert now == on_disk, "the folder holds exactly the files of the latest run"
+    assert any("_cut_" in f for f in json.loads((ws / "first.json").read_text())), "the first run drew a 'cut' overlay"
+    assert not any("_cut_" in f for f in on_disk), "its stale overlays are gone"
+    return True
+
+
+def _recolour_masks(ws, colour):
+    for m in (ws / "data" / CAT / "ground_truth").rglob("*.png"):
+        a = np.asarray(Image.open(m).convert("L")) > 0
+        rgb = np.zeros(a.shape + (3,), np.uint8); rgb[a] = colour
+        Image.fromarray(rgb).save(m)
+
+
+def _blank_first_mask(ws):
+    m = sorted((ws / "data" / CAT / "ground_truth" / "hole").glob("*.png"))[0]
+    Image.new("L", Image.open(m).size).save(m)
+
+
+def _float_tiff(ws):
+    f = a_train_image(ws)
+    grey = np.asarray(Image.open(f).convert("L"), np.float32) / 255
+    Image.fromarray(grey, mode="F").save(f.with_suffix(".tif")); f.unlink()
+
+
+def _damaged_model(ws, shared, change):
+    state = torch.load(shared["model"], weights_only=True)
+    torch.save(change(state), ws / "damaged.pt")
+    return ["predict", "--model", ws / "damaged.pt", "--out", ws / "out", a_test_image(ws)]
+
+
+def _hostile_manifest(ws):
+    (ws / "out").mkdir()
+    victim = os.path.relpath(a_train_image(ws), ws / "out")
+    (ws / "out" / MANIFEST).write_text(json.dumps({"written_by": "reconpatch_nb", "files": [victim, str(a_train_image(ws))]}))
+
+
+def _two_same_names(ws, shared):
+    for d, kind in (("a", "hole"), ("b", "good")):
+        (ws / d).mkdir(); shutil.copy(a_test_image(ws, d=kind), ws / d / "001.png")
+    return pred(ws, shared, ws / "a" / "001.png", ws / "b" / "001.png")
+
+
+def _scores(ws): return json.loads((ws / "out" / "scores.json").read_text())
+
+
+CASES = {
+    # data loss
+    "save-model onto a training image": dict(
+        setup=lambda ws, s: ev(ws, "--save-model", a_train_image(ws)), rc=2, err="is not a reconpatch_nb model file"),
+    "save-model onto a folder": dict(
+        setup=lambda ws, s: ev(ws, "--save-model", ws / "data"), rc=2, err="is a folder"),
+    "save-model onto the run's own metrics.json": dict(
+        setup=lambda ws, s: ev(ws, "--save-model", ws / "out" / "metrics.json"), rc=2, err="would overwrite this run's own"),
+    "save-model inside --out (listed in the manifest)": dict(
+        setup=lambda ws, s: ev(ws, "--save-model", ws / "out" / "model.pt"), rc=0,
+        check=lambda ws, s, rc, o, e: "model.pt" in read_manifest(ws / "out")),
+    "out is an existing file": dict(
+        setup=lambda ws, s: ev(ws, out="data/brick/train/good/000.png"), rc=2, err="is an existing file"),
+    "out below an existing file": dict(
+        setup=lambda ws, s: ev(ws, out="data/brick/train/good/000.png/sub"), rc=2, err="is a file, not a folder"),
+    "out holds the user's files": dict(
+        setup=lambda ws, s: (_user_folder(ws, "notes.txt"), ev(ws))[1], rc=2, err="not written by reconpatch"),
+    "out holds the user's files, --overwrite": dict(
+        setup=lambda ws, s: (_user_folder(ws, "notes.txt"), ev(ws, "--overwrite"))[1], rc=0,
+        check=lambda ws, s, rc, o, e: (ws / "out" / "metrics.json").is_file() and "notes.txt" not in read_manifest(ws / "out")),
+    "out holds the user's metrics.json, --overwrite": dict(
+        setup=lambda ws, s: (_user_folder(ws, "metrics.json"), ev(ws, "--overwrite"))[1], rc=2, err="refusing to replace"),
+    "predict into a folder with someone's scores.json": dict(
+        setup=lambda ws, s: (_user_folder(ws, "scores.json"), pred(ws, s, a_test_image(ws)))[1], rc=2, err="not written by reconpatch"),
+    "predict over someone's scores.json, --overwrite": dict(
+        setup=lambda ws, s: (_user_folder(ws, "scores.json"), pred(ws, s, a_test_image(ws), extra=["--overwrite"]))[1],
+        rc=2, err="refusing to replace"),
+    "rerun into our folder removes stale outputs": dict(setup=_rerun_setup, rc=0, check=_rerun_check, data=False),
+    "manifest pointing outside --out": dict(
+        setup=lambda ws, s: (_hostile_manifest(ws), ev(ws))[1], rc=0),
+    "two inputs named 001.png": dict(
+        setup=_two_same_names, rc=0,
+        check=lambda ws, s, rc, o, e: len({v["heatmap"] for v in _scores(ws)["scores"].values()}) == 2
+        and len(list((ws / "out").glob("*_heatmap.png"))) == 2),
+    # silent wrong results
+    "red masks": dict(
+        setup=lambda ws, s: (_recolour_masks(ws, (255, 0, 0)), ev(ws))[1], rc=0,
+        check=lambda ws, s, rc, o, e: abs(json.loads((ws / "out" / "metrics.json").read_text())["pixel_auroc"]
+                                          - s["metrics"]["pixel_auroc"]) < 1e-9),
+    "empty mask of a defective image": dict(
+        setup=lambda ws, s: (make_category(ws / "data", n_test=2), _blank_first_mask(ws), ev(ws))[2], rc=0, data=False,
+        check=lambda ws, s, rc, o, e: "warning: the mask" in e and "is empty" in e),
+    "empty mask, --strict": dict(
+        setup=lambda ws, s: (_blank_first_mask(ws), ev(ws, "--strict"))[1], rc=2, err="is empty"),
+    "float TIFF in [0, 1]": dict(
+        setup=lambda ws, s: (_float_tiff(ws), ev(ws))[1], rc=0,
+        check=lambda ws, s, rc, o, e: json.loads((ws / "out" / "metrics.json").read_text())["n_train"] == 4),
+    "1x1 image": dict(
+        setup=lambda ws, s: (Image.new("RGB", (1, 1)).save(ws / "data" / CAT / "test" / "good" / "dot.png"), ev(ws))[1],
+        rc=2, err="dot.png is 1x1 pixels"),
+    "--epochs -1 with patchcore": dict(setup=lambda ws, s: ev(ws, "--epochs", "-1"), rc=2, err="--epochs"),
+    "--epochs 3 with patchcore": dict(setup=lambda ws, s: ev(ws, "--epochs", "3"), rc=2, err="applies to --method reconpatch only"),
+    # crashes without a cause
+    "--gamma 2": dict(setup=lambda ws, s: ev(ws, "--method", "reconpatch", "--gamma", "2"), rc=2, err="--gamma"),
+    "reconpatch on 4 images with --patches-per-step": dict(
+        setup=lambda ws, s: ev(ws, "--method", "reconpatch", "--epochs", "1", "--patches-per-step", "64"), rc=0),
+    "decompression bomb (subprocess)": dict(
+        setup=lambda ws, s: (Image.new("1", (13_500, 13_500)).save(ws / "data" / CAT / "test" / "good" / "bomb.png"), ev(ws))[1],
+        rc=2, err="bomb.png is too large to open safely", subprocess=True),
+    "model file without method": dict(
+        setup=lambda ws, s: _damaged_model(ws, s, lambda st: {k: v for k, v in st.items() if k != "method"}), rc=2, err="damaged.pt"),
+    "model file with an unknown config key": dict(
+        setup=lambda ws, s: _damaged_model(ws, s, lambda st: {**st, "config": {**st["config"], "colour": "red"}}), rc=2, err="damaged.pt"),
+    "predict: one unreadable image among good ones": dict(
+        setup=lambda ws, s: ((ws / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not a PNG"),
+                             pred(ws, s, a_test_image(ws), ws / "broken.png", a_test_image(ws, d="good")))[1], rc=0,
+        check=lambda ws, s, rc, o, e: len(_scores(ws)["scores"]) == 2 and list(_scores(ws)["unreadable"]) == [str(ws / "broken.png")]),
+    "predict: nothing readable": dict(
+        setup=lambda ws, s: ((ws / "broken.png").write_bytes(b"not an image"), pred(ws, s, ws / "broken.png", ws / "missing.png"))[1],
+        rc=2, err="none of the 2 images could be scored"),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_hostile_input(name, shared, tmp_path):
+    case = CASES[name]
+    ws = tmp_path
+    if case.get("data", True): make_category(ws / "data")
+    argv = case["setup"](ws, shared)
+    before = snapshot(ws)
+    rc, out, err = run_cli(*argv, subprocess_=case.get("subprocess", False))
+    assert rc == case["rc"], f"{name}: exit {rc}\nstdout: {out}\nstderr: {err}"
+    assert "Traceback" not in err, err
+    if rc != 0:
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and case["err"] in lines[0] and ": error: " in lines[0], err
+        assert not (ws / "out").exists() or any((ws / "out").iterdir()), "a failed run created an empty --out"
+    if "check" in case: assert case["check"](ws, shared, rc, out, err), f"{name}: result check failed\nstderr: {err}"
+    after = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in before if p.is_file()}
+    changed = sorted(str(p.relative_to(ws)) for p in before if after.get(p) != before[p])
+    assert not changed, f"{name}: files the package did not write changed or vanished: {changed}"
+    out_dir, model = (ws / "out").resolve(), Path(str(argv[argv.index("--save-model") + 1])).resolve() if "--save-model" in argv else None
+    new = [p for p in ws.rglob("*") if p.is_file() and p not in before and p.resolve() != model
+           and out_dir not in p.resolve().parents]
+    assert not new, f"{name}: files written outside --out: {new}"
