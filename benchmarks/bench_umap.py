@@ -28,6 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import cpu_model, loadavg  # noqa: E402
+
 
 def worker(path:str, n:int, dim:int, knn:str, seed:int=0) -> dict:
     "Runs in a fresh process: import umap, then time the first, a warm and chained frames."
@@ -100,7 +103,9 @@ def main():
                                  capture_output=True, text=True, check=True)
             rows.append(dict(json.loads(out.stdout.strip().splitlines()[-1]), load=load))
             print(f"done: {rows[-1]}", file=sys.stderr)
-    print(f"\nCPU: {os.cpu_count()} cores, {a.threads} threads per worker; load = 1-min load average before the run\n")
+    print(f"\n<!-- meta: command={' '.join(['python', 'benchmarks/bench_umap.py', *sys.argv[1:]])!r}; nproc={os.cpu_count()}; "
+          f"cpu={cpu_model()!r}; threads={a.threads}; load={loadavg()} -->")
+    print(f"\nCPU: {os.cpu_count()} cores ({cpu_model()}), {a.threads} threads per worker; load = 1-min load average before the run\n")
     print("| points | dim | k-NN | import umap (s) | first frame (s) | warm frame (s) | chained frame (s) | load |")
     print("|---:|---:|---|---:|---:|---:|---:|---:|")
     for r in rows:

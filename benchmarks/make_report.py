@@ -19,17 +19,12 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from _common import cpu_model  # noqa: E402
 ROOT = HERE.parent
 ORDER = ["pipeline", "train", "coreset", "umap", "methods"]
 SCRIPTS = {"pipeline": "bench_pipeline.py", "train": "bench_train.py", "coreset": "bench_coreset.py",
            "umap": "bench_umap.py", "methods": "compare_methods.py"}
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
-        if line.startswith("model name"): return line.split(":", 1)[1].strip()
-    import platform
-    return platform.processor() or platform.machine()
 
 
 def parse_meta(text: str) -> dict:

@@ -6,16 +6,17 @@
 from __future__ import annotations
 
 import numpy as np
-import torch
 from scipy import ndimage
+
+from .core import to_numpy
 
 # %% auto #0
 __all__ = ['image_auroc', 'pixel_auroc', 'f1_max', 'pro_curve', 'aupro', 'compute_metrics']
 
 # %% ../nbs/05_metrics.ipynb #8b698233
 def _to_numpy(x, name):
-    if isinstance(x, torch.Tensor): x = x.detach().cpu().numpy()
-    x = np.asarray(x)
+    "`core.to_numpy`, then a check that the values are numbers (an error naming `name` otherwise)."
+    x = to_numpy(x)
     if x.dtype == object or not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
         raise ValueError(f"{name} must be numeric, got dtype {x.dtype}")
     return x
