@@ -4,7 +4,20 @@ in headless Chromium (Debian's /usr/bin/chromium driven by Playwright; never `pl
 Checks the home page, the lesson with the most `$`-math and a lesson with a stored figure: equations
 typeset by the bundled MathJax (no raw `$$` left, no TeX errors), every <img> loaded, every same-origin
 link answers 200, no script error, and no request leaves the machine (all are routed; any whose host
-is not 127.0.0.1/localhost is recorded, aborted and fails the test). Screenshots go to artifacts/.
+is not 127.0.0.1/localhost is recorded, aborted and fails the test), and every image on the home page
+is at least 500 px wide (naturalWidth). Screenshots go to artifacts/.
+
+Static checks on every built page (what a reader of the site must never meet):
+- an absolute path of the building machine (its checkout, the main checkout of a git worktree, the
+  virtual environment, the temporary folder, a home folder such as /root/ or /home/NAME/);
+- a reference to a file that is not on the site: a relative link whose target the site lacks, a
+  repository document named in the text (`METHOD.md`, `STYLE.md`, `BENCHMARKS.md`...) or a path into
+  `benchmarks/` in the text, unless it is a link to an absolute URL, and a relative `../benchmarks/`
+  path in code;
+- a progress-bar widget placeholder (the note left for a widget when its notebook output is a tqdm
+  bar) or a tqdm bar rendered as text;
+- a sentence ending with a colon directly before a heading (what it announced is missing).
+Each checker is a plain function of a page's HTML, tested on a small deliberately broken page too.
 
 A build is reused when it was made from the current inputs (docs/prepare.py's fingerprint of nbs/,
 docs/, the modules, settings.ini, Makefile); set DOCS_REBUILD=1 to force a rebuild.
@@ -12,7 +25,7 @@ Without Chromium the browser tests skip, except under CI=true where they fail.
 """
 from __future__ import annotations
 
-import functools, http.server, json, os, re, shutil, subprocess, sys, threading, time, urllib.error
+import functools, html, http.server, json, os, re, shutil, subprocess, sys, tempfile, threading, time, urllib.error
 import urllib.request
 from html.parser import HTMLParser
 from pathlib import Path
@@ -145,6 +158,242 @@ def test_nbdev_directives_do_not_leak(site):
             assert leak not in code, f"{page.name} shows the nbdev directive/cell {leak!r}"
 
 
+# -- content checks: one function per rule, each a plain function of a page's HTML ------------------
+class _Page(HTMLParser):
+    """A page read the way a reader meets it: `blocks` is the flat sequence of headings, paragraphs and
+    other block content (code, figures, math, tables) of the article; `text` its visible text (no
+    scripts/styles), `prose` the part outside <pre>; `attrs` the href/src values; `links` (href, text)
+    pairs; `pre` the text of each code block."""
+    BLOCKS = {"pre", "img", "table", "ul", "ol", "dl", "blockquote", "figure", "svg"}
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.blocks, self.text, self.prose, self.attrs, self.links, self.pre = [], [], [], [], [], []
+        self._skip, self._p, self._h, self._a, self._pre, self._in_article = 0, None, None, None, 0, 0
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        self.attrs += [v for k, v in attrs if k in {"href", "src"} and v]
+        if tag in {"script", "style"}: self._skip += 1
+        if tag == "article": self._in_article += 1
+        if tag == "a": self._a = [a.get("href") or "", ""]
+        if tag == "pre": self._pre += 1; self.pre.append("")
+        if re.fullmatch(r"h[1-6]", tag): self._h = ""
+        elif tag == "p": self._p = ["", False]
+        elif tag in self.BLOCKS or (tag == "div" and re.search(r"\b(math|cell_output)\b", a.get("class") or "")):
+            if self._p is not None: self._p[1] = True  # a paragraph holding an image is not a sentence
+            elif self._in_article: self.blocks.append(("other", tag))
+
+    def handle_endtag(self, tag):
+        if tag in {"script", "style"}: self._skip = max(0, self._skip - 1)
+        if tag == "article": self._in_article -= 1
+        if tag == "a" and self._a is not None: self.links.append(tuple(self._a)); self._a = None
+        if tag == "pre": self._pre = max(0, self._pre - 1)
+        if re.fullmatch(r"h[1-6]", tag) and self._h is not None:
+            if self._in_article: self.blocks.append(("h", self._h.strip()))
+            self._h = None
+        if tag == "p" and self._p is not None:
+            if self._in_article: self.blocks.append(("other", "p") if self._p[1] else ("p", " ".join(self._p[0].split())))
+            self._p = None
+
+    def handle_data(self, data):
+        if self._skip: return
+        self.text.append(data)
+        if self._pre: self.pre[-1] += data
+        else: self.prose.append(data)
+        if self._a is not None: self._a[1] += data
+        if self._h is not None: self._h += data
+        if self._p is not None: self._p[0] += data
+
+
+def read_page(page_html: str) -> _Page:
+    p = _Page(); p.feed(page_html); p.close()
+    return p
+
+
+def _git_main_checkout(root: Path) -> Path | None:
+    "The main checkout when `root` is a git worktree (its `.git` common dir's parent), else None."
+    try:
+        common = subprocess.run(["git", "rev-parse", "--git-common-dir"], cwd=root, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    path = (root / common.stdout.strip()).resolve() if common.returncode == 0 and common.stdout.strip() else None
+    return path.parent if path is not None and path.name == ".git" else None
+
+
+def machine_paths() -> list[str]:
+    "Absolute folders of the machine that builds the site, which no page may show."
+    paths = {ROOT, ROOT.resolve(), Path(sys.prefix), Path(tempfile.gettempdir()), Path.home()}
+    main = _git_main_checkout(ROOT)
+    if main is not None: paths.add(main)
+    return sorted({str(p).rstrip("/") for p in paths if str(p) not in {"", "/"}}, key=len, reverse=True)
+
+
+# generic forms too, for a page built on another machine: temporary folders and home folders
+_GENERIC_PATHS = re.compile(r"(?<![\w.~-])(?:/tmp/|/var/folders/|/private/var/|/root/|/home/[\w.-]+/|/Users/[\w.-]+/|[A-Z]:\\Users\\)")
+
+
+def absolute_paths(page_html: str, paths: list[str]) -> list[str]:
+    "Machine paths (`paths`, or a temp/home folder) in the page's visible text or its href/src attributes."
+    p = read_page(page_html)
+    found = []
+    for where in ["".join(p.text), *p.attrs]:
+        where = html.unescape(where)
+        for path in paths:
+            for m in re.finditer(re.escape(path) + r"(?=[/\\\s'\"]|$)", where):
+                found.append(where[m.start():m.start() + len(path) + 40].split("\n")[0])
+        found += [where[m.start():m.start() + 50].split("\n")[0] for m in _GENERIC_PATHS.finditer(where)]
+    return sorted(set(found))
+
+
+_REPO_DOC = re.compile(r"(?<![\w/.-])(?:[\w.-]+/)*[A-Z][A-Z0-9_-]*\.md\b")           # METHOD.md, STYLE.md, BENCHMARKS.md
+_BENCH_PATH = re.compile(r"(?<![\w/.-])(?:\.{1,2}/)*benchmarks/[\w./-]*\w\.\w+")      # benchmarks/results.json
+_BENCH_CODE = re.compile(r"""["'](?:\.{1,2}/)+benchmarks/""")                        # "../benchmarks/x" in code
+
+
+def missing_file_refs(page_html: str, page: Path | None = None, site_root: Path | None = None) -> list[str]:
+    """References a reader cannot follow on the site: a repository file named in the prose (outside a
+    link to an absolute URL; code may name files it writes), a `../benchmarks/` path in code, and (with `page` and `site_root`) a
+    relative link whose target file the site does not have."""
+    p = read_page(page_html)
+    text = "".join(p.prose)
+    for href, label in p.links:  # a name that is a link to the file elsewhere (e.g. on GitHub) can be followed
+        if re.match(r"^https?://", href) and label.strip(): text = text.replace(label, " ")
+    found = [m.group(0) for rx in (_REPO_DOC, _BENCH_PATH) for m in rx.finditer(text)]
+    found += [f"code: {m.group(0)}..." for code in p.pre for m in _BENCH_CODE.finditer(code)]
+    if page is not None and site_root is not None:
+        for href in p.attrs:
+            target = urldefrag(href)[0].split("?")[0]
+            if not target or re.match(r"^(?:[a-z][a-z0-9+.-]*:|//)", target, re.I): continue
+            dst = (page.parent / target) if not target.startswith("/") else site_root / target.lstrip("/")
+            if dst.is_dir(): dst = dst / "index.html"
+            if not dst.exists(): found.append(f"link: {href}")
+    return sorted(set(found))
+
+
+_TQDM_TEXT = re.compile(r"\d+%\|.{0,60}\|\s*\d+/\d+")
+
+
+def progress_placeholders(page_html: str, nb: dict | None = None) -> list[str]:
+    """Progress bars on a page: tqdm's text bar, or more widget placeholders than the notebook has real
+    widgets (outputs that are widgets but not progress bars, as docs/prepare.py tells them apart)."""
+    text = "".join(read_page(page_html).text)
+    found = [f"tqdm text: {m.group(0)}" for m in _TQDM_TEXT.finditer(text)]
+    note = prepare.WIDGET_NOTE.strip("*")
+    shown = text.count(note)
+    real = 0
+    if nb is not None:
+        state = prepare.widget_state(nb)
+        for cell in nb["cells"]:
+            for out in cell.get("outputs", []) if cell["cell_type"] == "code" else []:
+                data = out.get("data", {})
+                real += prepare.WIDGET in data and not prepare.is_progress_bar(out, state) and not any(k.startswith("image/") for k in data)
+    if shown > real: found.append(f"{shown - real} widget placeholder(s) for progress bars ({shown} shown, {real} real widgets)")
+    return found
+
+
+def colon_before_heading(page_html: str) -> list[str]:
+    "Paragraphs that end with ':' and are directly followed by a heading (what they announce is missing)."
+    blocks = read_page(page_html).blocks
+    return [f"{a[1][-70:]!r} → heading {b[1]!r}" for a, b in zip(blocks, blocks[1:])
+            if a[0] == "p" and a[1].rstrip().endswith(":") and b[0] == "h"]
+
+
+def narrow_images(images: list[dict], min_width: int = 500) -> list[str]:
+    "Images (`{'src', 'w'}` with w = naturalWidth) narrower than `min_width` pixels."
+    return [f"{i['src'].split('/')[-1]}: {i['w']} px" for i in images if i["w"] and i["w"] < min_width]
+
+
+# -- the checkers fail on deliberately broken pages ----------------------------------------------------
+_BROKEN = """<html><head><script>var x = "/tmp/in-a-script-is-fine";</script></head><body><article>
+<h1>Title</h1><p>Read METHOD.md §3 and <code>../benchmarks/results_methods.json</code>; see
+<a href="missing.html">this</a> and <a href="https://example.org/x/BENCHMARKS.md">BENCHMARKS.md</a>.</p>
+<p>The four highest-scoring images:</p>
+<section><h2>Next section</h2>
+<div class="cell_output"><pre>wrote /tmp/tmpab12cd/demo/metrics.json
+rows = json.loads(Path("../benchmarks/results_methods.json").read_text())
+error: not found in {root}/data
+(root / "README.md").write_text(notes)</pre></div>
+<p><em>(An interactive widget: run the notebook in Jupyter to use it.)</em></p>
+<p>patch features: 100%|██████████| 1/1 [00:00&lt;00:00, 4.87it/s]</p>
+<p>Eq. 1:</p><div class="math">x</div><h2>Fine: math after the colon</h2>
+<p>A figure:</p><p><img src="a.png"></p><h2>Fine too</h2>
+</section></article></body></html>"""
+_PROGRESS_NB = {"metadata": {}, "cells": [{"cell_type": "code", "source": "", "metadata": {}, "outputs": [
+    {"output_type": "display_data", "data": {prepare.WIDGET: {"model_id": "x"}, "text/plain": "patch features:   0%|          | 0/1 [00:00<?, ?it/s]"}}]}]}
+
+
+def test_checkers_fail_on_a_broken_page(tmp_path):
+    page = _BROKEN.replace("{root}", str(ROOT))
+    paths = absolute_paths(page, machine_paths())
+    assert any(str(ROOT) in p for p in paths) and any(p.startswith("/tmp/tmpab12cd") for p in paths), paths
+    assert not any("in-a-script" in p for p in paths), paths
+    refs = missing_file_refs(page, tmp_path / "x.html", tmp_path)
+    assert "METHOD.md" in refs and "../benchmarks/results_methods.json" in refs and "link: missing.html" in refs, refs
+    assert "BENCHMARKS.md" not in refs, "a link to an absolute URL is a reference the reader can follow"
+    assert "README.md" not in refs, "code may name the files it writes"
+    assert any(r.startswith("code: ") for r in refs), refs
+    prog = progress_placeholders(page, _PROGRESS_NB)
+    assert any("tqdm text" in p for p in prog) and any("placeholder" in p for p in prog), prog
+    real = {"metadata": {}, "cells": [{"cell_type": "code", "source": "", "metadata": {}, "outputs": [
+        {"output_type": "display_data", "data": {prepare.WIDGET: {"model_id": "y"}, "text/plain": "VBox(children=(Dropdown(...),))"}}]}]}
+    assert not [p for p in progress_placeholders(page, real) if "placeholder" in p], "a real widget keeps its note"
+    colon = colon_before_heading(page)
+    assert len(colon) == 1 and "highest-scoring" in colon[0], colon
+    assert narrow_images([{"src": "x/small.png", "w": 432}, {"src": "big.png", "w": 1100}]) == ["small.png: 432 px"]
+    clean = "<html><body><article><h1>T</h1><p>Fine.</p><h2>S</h2><p>See <a href='x.html'>x</a>.</p></article></body></html>"
+    (tmp_path / "x.html").write_text(clean)
+    assert not (absolute_paths(clean, machine_paths()) or missing_file_refs(clean, tmp_path / "x.html", tmp_path)
+                or progress_placeholders(clean, real) or colon_before_heading(clean))
+
+
+def test_prepare_drops_progress_bars_keeps_real_widgets():
+    nb = json.loads(json.dumps(_PROGRESS_NB))
+    assert prepare.clean_cell(nb["cells"][0]) is None, "an empty cell whose only output is a progress bar disappears"
+    state = {"h": {"model_name": "HBoxModel", "state": {"children": ["IPY_MODEL_b"]}}, "b": {"model_name": "FloatProgressModel", "state": {}}}
+    assert prepare.is_progress_bar({"data": {prepare.WIDGET: {"model_id": "h"}, "text/plain": "HBox(children=...)"}}, state)
+    assert not prepare.is_progress_bar({"data": {prepare.WIDGET: {"model_id": "v"}, "text/plain": "VBox(children=(SelectionSlider(...),))"}}, state)
+    assert prepare.is_setup_cell("import matplotlib.pyplot as plt\nplt.rcParams['figure.dpi'] = 72\nset_seed(0);")
+    assert not prepare.is_setup_cell("set_seed(0)\nx = torch.randn(3)") and not prepare.is_setup_cell("from x import y")
+    assert prepare.drop_savefig('fig = plot()\nfig.savefig("images/a.png", dpi=120)') == "fig = plot()"
+
+
+# -- content checks on the real site --------------------------------------------------------------------
+def _pages(site: Path) -> list[Path]:
+    "The site's pages (not the theme's templates under _static/)."
+    return sorted(p for p in site.rglob("*.html") if p.relative_to(site).parts[0] != "_static")
+
+
+def _report(problems: dict) -> str:
+    return "\n".join(f"{page}: {items}" for page, items in problems.items())
+
+
+def test_no_machine_paths(site):
+    paths = machine_paths()
+    bad = {p.relative_to(site).as_posix(): found for p in _pages(site) if (found := absolute_paths(p.read_text(encoding="utf-8"), paths))}
+    assert not bad, "pages show absolute paths of the building machine:\n" + _report(bad)
+
+
+def test_no_references_to_files_not_on_the_site(site):
+    bad = {p.relative_to(site).as_posix(): found for p in _pages(site)
+           if (found := missing_file_refs(p.read_text(encoding="utf-8"), p, site))}
+    assert not bad, "pages refer to files that are not on the site:\n" + _report(bad)
+
+
+def test_no_progress_bar_placeholders(site):
+    bad = {}
+    for nb in [*LESSONS, NBS / "index.ipynb"]:
+        page = site / f"{nb.stem}.html"
+        if page.exists() and (found := progress_placeholders(page.read_text(encoding="utf-8"), _load(nb))):
+            bad[page.name] = found
+    assert not bad, "progress bars on the site:\n" + _report(bad)
+
+
+def test_no_colon_before_a_heading(site):
+    bad = {p.relative_to(site).as_posix(): found for p in _pages(site) if (found := colon_before_heading(p.read_text(encoding="utf-8")))}
+    assert not bad, "a sentence ending with ':' is followed directly by a heading:\n" + _report(bad)
+
+
 # -- the browser checks --------------------------------------------------------------------------------
 PAGES = [pytest.param("index.html", id="home"),
          pytest.param(f"{MATH_NB.stem}.html" if MATH_NB else None, id="math",
@@ -209,6 +458,9 @@ def test_page_in_browser(page_name, base_url, browser):
         imgs = page.evaluate("() => [...document.images].map(i => ({src: i.currentSrc || i.src, w: i.naturalWidth}))")
         broken = [i["src"] for i in imgs if not i["w"]]
         assert not broken, f"{page_name}: images that did not load: {broken}"
+        if page_name == "index.html":  # the front page's figures must be readable
+            narrow = narrow_images(imgs)
+            assert not narrow, f"{page_name}: images narrower than 500 px: {narrow}"
         if FIGURE_NB is not None and page_name == f"{FIGURE_NB.stem}.html":
             figs = page.locator("article .cell_output img")
             assert figs.count() > 0, f"{page_name}: no figure output on the page"
