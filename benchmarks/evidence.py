@@ -74,7 +74,10 @@ def done_keys() -> set:
 
 
 def append(rec: dict):
-    with open(RESULTS, "a") as fh: fh.write(json.dumps(rec) + "\n")
+    "One line per run, written with a single O_APPEND write (runs may go on in parallel processes)."
+    fd = os.open(RESULTS, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try: os.write(fd, (json.dumps(rec) + "\n").encode())
+    finally: os.close(fd)
 
 
 def evaluate(model: PatchCore, ev: dict) -> tuple[dict, list, float]:
