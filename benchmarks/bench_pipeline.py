@@ -4,7 +4,7 @@ Usage:
     python benchmarks/bench_pipeline.py [--threads 1 2] [--reps 3]
         [--models tf_efficientnet_lite0:224 tf_efficientnet_lite2:224:1 tf_efficientnet_lite2:320:1]
         [--banks 3000 15000 30000] [--dims 1024 512] [--many-banks 3000 15000] [--many-images 30]
-        [--out benchmarks/results_pipeline.md]
+        [--parts throughput knn scoring predict] [--category brick] [--out benchmarks/results_pipeline.md]
 
 The machine is shared and noisy, so every comparison is measured side by side in ONE run: after one
 warm-up call per case, the cases of a table are timed in turn, repetition after repetition, in
@@ -22,7 +22,10 @@ the repetitions. The load average is recorded at the start and at the end.
    10 % of 40 x 784 patches (the embedded demo) and 10 % of 200 x 784 (a realistic MVTec category),
    plus ReConPatch's default (f: 1024 -> 512 then a 1 % bank). Target: overhead <= 1/4 of the
    backbone's forward time. Then the parts are compared with two cheaper alternatives that are not in
-   the package (a gather-based `aggregate_patches`, checked equal; faiss HNSW with its recall@1).
+   the package (faiss IVF and a PCA-128 search, with their recall@1; the row `before: unfold aggregation` is the aggregation the gather version replaced).
+4. `predict` on the embedded data vs its floor (decode + transform + backbone), for PatchCore and a
+   ReConPatch-shaped model (random linear f to 512-d, 1 % bank), exact and IVF search, with the image
+   and pixel AUROC against the pipeline before the gather aggregation. Target: <= 2.0x the floor.
 """
 from __future__ import annotations
 
@@ -45,6 +48,7 @@ sys.path.insert(0, str(HERE.parent))
 
 import faiss  # noqa: E402
 
+from reconpatch_nb.detector import PatchCore  # noqa: E402
 from reconpatch_nb.ema import ReConPatchHead  # noqa: E402
 from reconpatch_nb.features import PatchFeatureExtractor, aggregate_patches  # noqa: E402
 from reconpatch_nb.scoring import NearestNeighbourIndex, anomaly_maps, image_scores, knn_torch, patch_scores  # noqa: E402
@@ -146,7 +150,7 @@ def bench_knn(banks, dims, many_banks, many_images, threads, reps) -> list[str]:
               [(m, dims[0], PATCHES * many_images) for m in many_banks]
     for m, d, nq in configs:
         bank, q = make_features(m, d, seed=1), make_features(nq, d, seed=2)
-        t0 = time.perf_counter(); index = NearestNeighbourIndex(bank, use_faiss=True); t_build = time.perf_counter() - t0
+        t0 = time.perf_counter(); index = NearestNeighbourIndex(bank, kind="faiss"); t_build = time.perf_counter() - t0
         res = {}
         cases = {"faiss IndexFlatL2": lambda: res.__setitem__("faiss", index.query(q, k=1)),
                  "torch knn_torch": lambda: res.__setitem__("torch", knn_torch(q, bank, k=1))}
@@ -171,45 +175,26 @@ def bench_knn(banks, dims, many_banks, many_images, threads, reps) -> list[str]:
 
 
 # --- 3. scoring overhead ------------------------------------------------------------------------
-def pooling_gather(C_in: list[int], pretrain_dim: int, target_dim: int):
-    "Per level: the (target_dim, K) input indices and weights of the (linear) channel pooling of `aggregate_patches`."
-    out = []
-    for j, c in enumerate(C_in):
-        eye = [torch.zeros(c, 1, ci) for ci in C_in]; eye[j] = torch.eye(c)[:, None]
-        pooled = [F.adaptive_avg_pool1d(e, pretrain_dim) for e in eye]
-        W = F.adaptive_avg_pool1d(torch.cat(pooled, -1), target_dim)[:, 0]  # (c, target_dim): exact linear map
-        nnz = (W != 0).sum(0)
-        cols = torch.nonzero(nnz).flatten()
-        K = int(nnz.max())
-        idx, w = torch.zeros(len(cols), K, dtype=torch.long), torch.zeros(len(cols), K)
-        for r, col in enumerate(cols.tolist()):
-            rows = torch.nonzero(W[:, col]).flatten(); idx[r, :len(rows)] = rows; w[r, :len(rows)] = W[rows, col]
-        out.append((cols, idx, w))
-    return out
-
-def aggregate_gather(fmaps, plan, patch_size=3, target_dim=1024):
-    "The same numbers as `aggregate_patches`, with the pooling as a few-term gather on the level's own grid."
+def aggregate_unfold(fmaps, patch_size=3, pretrain_dim=1024, target_dim=1024):
+    "The aggregation as the package wrote it before the gather version (the official code's order): the reference."
     B, _, h, w = fmaps[0].shape
-    out = torch.zeros(B, target_dim, h, w)
-    for fmap, (cols, idx, wt) in zip(fmaps, plan):
-        u = F.unfold(fmap, patch_size, padding=(patch_size - 1) // 2)          # (B, C s^2, h_j w_j)
-        g = (u[:, idx.flatten()].view(B, *idx.shape, -1) * wt[None, :, :, None]).sum(2)  # (B, |cols|, h_j w_j)
-        g = g.view(B, len(cols), *fmap.shape[-2:])
-        if g.shape[-2:] != (h, w): g = F.interpolate(g, size=(h, w), mode="bilinear", align_corners=False)
-        out[:, cols] += g
-    return out.permute(0, 2, 3, 1).contiguous()
+    pooled = []
+    for fmap in fmaps:
+        patches = F.unfold(fmap, patch_size, padding=(patch_size - 1) // 2).view(B, -1, *fmap.shape[-2:])
+        if patches.shape[-2:] != (h, w): patches = F.interpolate(patches, size=(h, w), mode="bilinear", align_corners=False)
+        pooled.append(F.adaptive_avg_pool1d(patches.permute(0, 2, 3, 1).reshape(B * h * w, 1, -1), pretrain_dim))
+    return F.adaptive_avg_pool1d(torch.cat(pooled, -1), target_dim).view(B, h, w, target_dim)
 
 def bench_scoring(threads_list, reps) -> tuple[list[str], list[str]]:
     ex = PatchFeatureExtractor("tf_efficientnet_lite0", device="cpu")
     x = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(0)).clamp(-1, 1)
     with torch.no_grad(): fmaps = ex.backbone(x); p = aggregate_patches(fmaps)
-    plan = pooling_gather([f.shape[1] * 9 for f in fmaps], 1024, 1024)
-    agg_diff = (aggregate_gather(fmaps, plan) - p).abs().max().item()
+    agg_diff = (aggregate_unfold(fmaps) - p).abs().max().item()
     banks = {"10 % of 40 x 784": 3136, "10 % of 200 x 784": 15680}
-    index = {k: NearestNeighbourIndex(make_features(m, 1024, seed=1), use_faiss=True) for k, m in banks.items()}
+    index = {k: NearestNeighbourIndex(make_features(m, 1024, seed=1), kind="faiss") for k, m in banks.items()}
     # ReConPatch default: f(p) (512-d) and a 1 % bank of 200 x 784 patches
     head = ReConPatchHead(1024, 512, 128).eval()
-    rc_index = NearestNeighbourIndex(make_features(1568, 512, seed=3), use_faiss=True)
+    rc_index = NearestNeighbourIndex(make_features(1568, 512, seed=3), kind="faiss")
     # alternatives (not in the package): IVF on the realistic bank, PCA to 128-d + exact search on the demo bank
     bank_big, bank_small = index["10 % of 200 x 784"].bank.numpy(), index["10 % of 40 x 784"].bank.numpy()
     ivf = faiss.IndexIVFFlat(faiss.IndexFlatL2(1024), 1024, 128)
@@ -234,7 +219,7 @@ def bench_scoring(threads_list, reps) -> tuple[list[str], list[str]]:
             (th, "anomaly map (bilinear + blur)"): lambda: anomaly_maps(s, (224, 224), sigma=4.0),
             (th, "ReConPatch f(p) 1024 -> 512"): lambda: head(p)[0],
             (th, "ReConPatch k-NN, bank 1568 x 512 (faiss)"): lambda: patch_scores(rc_index, head(p)[0]),
-            (th, "alt: gather aggregation"): lambda: aggregate_gather(fmaps, plan),
+            (th, "before: unfold aggregation"): lambda: aggregate_unfold(fmaps),
             (th, "alt: IVF k-NN (nlist 128, nprobe 1), bank 15680 x 1024"): lambda: ivf.search(pn, 1),
             (th, "alt: PCA-128 + exact k-NN, bank 3136"): lambda: pca_index.search(pca.apply(pn), 1),
         })
@@ -251,10 +236,10 @@ def bench_scoring(threads_list, reps) -> tuple[list[str], list[str]]:
             ("PatchCore, bank 10 % of 200 x 784 (MVTec-size)", agg + T["k-NN, bank 15680 x 1024 (faiss)"] + im + mp),
             ("ReConPatch: f(p) + bank 1 % of 200 x 784, 512-d",
              agg + T["ReConPatch k-NN, bank 1568 x 512 (faiss)"] + im + mp),
-            ("alt: gather aggregation + IVF, bank 10 % of 200 x 784",
-             T["alt: gather aggregation"] + T["alt: IVF k-NN (nlist 128, nprobe 1), bank 15680 x 1024"] + im + mp),
-            ("alt: gather aggregation + PCA-128, bank 10 % of 40 x 784",
-             T["alt: gather aggregation"] + T["alt: PCA-128 + exact k-NN, bank 3136"] + im + mp),
+            ("alt: IVF, bank 10 % of 200 x 784",
+             agg + T["alt: IVF k-NN (nlist 128, nprobe 1), bank 15680 x 1024"] + im + mp),
+            ("alt: PCA-128, bank 10 % of 40 x 784",
+             agg + T["alt: PCA-128 + exact k-NN, bank 3136"] + im + mp),
         ]
         for name, over in configs:
             ratio = over / bb
@@ -294,13 +279,90 @@ def bench_scoring(threads_list, reps) -> tuple[list[str], list[str]]:
            ]
     out += table(["threads", "configuration", "backbone ms", "overhead ms", "overhead / backbone", "target ≤ 0.25"], verdict)
     out += ["", "### Parts", ""] + table(["threads", "part", "ms (median, min)", "÷ backbone"], parts)
-    out += ["", f"Checks: gather aggregation vs `aggregate_patches`: max |difference| = {agg_diff:.1e}; "
+    out += ["", f"Checks: `aggregate_patches` (gather) vs the unfold version it replaced: max |difference| = {agg_diff:.1e}; "
                 f"recall@1 vs exact search on 784 structured synthetic queries (real features may differ): "
                 f"IVF (nlist 128, nprobe 1; train + add {t_ivf:.1f} s) {100 * rec_ivf:.1f} %, "
                 f"PCA to 128-d (trained on the bank) {100 * rec_pca:.1f} %."]
     out += ["", "### Diagnosis", ""] + [f"- {n}" for n in notes]
     return out, verdict
 
+
+
+# --- 4. predict vs its floor on the embedded data ----------------------------------------------
+class LinearF(PatchCore):
+    "ReConPatch-shaped stand-in: a fixed random linear f (1024 -> 512) before a 1 % bank (no `method`: not registered)."
+    def __init__(self, **kw):
+        super().__init__(coreset_ratio=0.01, **kw)
+        self.f = torch.nn.Linear(self.config["target_dim"], 512)
+        with torch.no_grad():
+            g = torch.Generator().manual_seed(0)
+            self.f.weight.copy_(torch.randn(512, self.config["target_dim"], generator=g) / self.config["target_dim"] ** 0.5)
+            self.f.bias.zero_()
+    def embed(self, features):
+        with torch.no_grad(): return self.f.to(features.device)(features.float())
+
+def bench_predict(category, reps, threads) -> list[str]:
+    from reconpatch_nb.data import MVTecAD, load_image
+    from reconpatch_nb.metrics import compute_metrics
+    from reconpatch_nb.synthetic import embedded_data_root
+    set_threads(threads)
+    root = embedded_data_root()
+    train, test = MVTecAD(root, category, "train"), MVTecAD(root, category, "test")
+    models = {}
+    for name, klass in (("PatchCore", PatchCore), ("ReConPatch-shaped (random linear f, 1 % bank, 512-d)", LinearF)):
+        base = klass(progress=False, device="cpu")
+        p_train = base.features(train)
+        base.fit_features(p_train)
+        models[name, "exact"] = base
+        ivf = klass(progress=False, device="cpu", index="ivf").fit_features(p_train)
+        models[name, "ivf"] = ivf
+    ref = models["PatchCore", "exact"]
+    paths = [str(it.image_path) for it in test.items]
+    bs = ref.config["batch_size"]
+
+    def floor():  # decode + transform + backbone forward, the same batches as predict
+        with torch.no_grad():
+            for s in range(0, len(paths), bs):
+                ref.extractor.backbone(torch.stack([ref.transform(load_image(q)) for q in paths[s:s + bs]]))
+
+    preds = {}
+    cases = {"floor: decode + transform + backbone": floor}
+    for key, m in models.items():
+        cases[f"{key[0]}, {m.index!r}"] = (lambda m=m, key=key: preds.__setitem__(key, m.predict(test)))
+    times = interleaved(cases, reps)
+    fl = med(times["floor: decode + transform + backbone"])
+
+    # reference metrics: the pipeline before this change (unfold aggregation, exact faiss), on the same images
+    masks = torch.stack([test.with_transform(ref.transform).mask(i)[0] for i in range(len(test))])
+    def reference(m):
+        with torch.no_grad():
+            p = torch.cat([aggregate_unfold(m.extractor.backbone(torch.stack([m.transform(load_image(q)) for q in paths[s:s + bs]])))
+                           for s in range(0, len(paths), bs)])
+        idx = NearestNeighbourIndex(m.bank.cpu(), kind="faiss")
+        e = m.embed(p)
+        sc = patch_scores(idx, e)
+        return compute_metrics(test.labels, image_scores(sc).numpy(), masks, anomaly_maps(sc, (m.config["crop"],) * 2, m.config["blur_sigma"]))
+    rows, notes = [], []
+    for key, m in models.items():
+        name = f"{key[0]}, {m.index!r}"
+        met = m.evaluate(test, preds[key])
+        before = reference(models[key[0], "exact"])
+        q = m.features(test).reshape(-1, m.config["target_dim"])
+        e = m.embed(q)
+        recall = (m.index.query(e)[1] == models[key[0], "exact"].index.query(e)[1]).float().mean().item()
+        t = med(times[name])
+        rows.append([name, f"{1000 * t / len(test):.0f}", f"{1000 * fl / len(test):.0f}", f"{t / fl:.2f}",
+                     "PASS" if t / fl <= 2.0 else "FAIL", f"{100 * recall:.1f} %",
+                     f"{100 * met['image_auroc']:.2f} ({100 * (met['image_auroc'] - before['image_auroc']):+.2f})",
+                     f"{100 * met['pixel_auroc']:.2f} ({100 * (met['pixel_auroc'] - before['pixel_auroc']):+.2f})"])
+    out = [f"## 4. `predict` vs its floor, embedded `{category}` ({len(test)} test images, {threads} thread(s), CPU)", "",
+           "Floor = decode + transform + backbone forward of the same images in the same batches (the work any "
+           "detector must do). `predict(test)` = the whole public call (loader, backbone, gather aggregation, embedding, "
+           "nearest-neighbour search, image scores, blurred maps). Both timed in the same interleaved loop (median of "
+           f"{reps}). Recall@1: share of test patches whose nearest bank entry is the exact one. AUROC in brackets: "
+           "difference against the pipeline before this change (unfold aggregation + exact faiss) on the same bank.", ""]
+    return out + table(["model, index", "predict ms/image", "floor ms/image", "predict / floor", "target ≤ 2.0",
+                        "recall@1", "image AUROC (Δ)", "pixel AUROC (Δ)"], rows)
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -314,7 +376,8 @@ def main():
     ap.add_argument("--many-banks", type=int, nargs="+", default=[3000, 15000])
     ap.add_argument("--many-images", type=int, default=30)
     ap.add_argument("--knn-threads", type=int, default=None, help="threads of the k-NN table (default: the first --threads)")
-    ap.add_argument("--parts", nargs="+", default=["throughput", "knn", "scoring"])
+    ap.add_argument("--parts", nargs="+", default=["throughput", "knn", "scoring", "predict"])
+    ap.add_argument("--category", default="brick", help="embedded category of the predict table")
     ap.add_argument("--out", default=str(HERE / "results_pipeline.md"))
     a = ap.parse_args()
     knn_threads = a.knn_threads or a.threads[0]
@@ -329,6 +392,8 @@ def main():
         print("\n".join(sections[-1]), "\n", flush=True)
     if "scoring" in a.parts:
         sec, _ = bench_scoring(a.threads, max(a.reps, 5)); sections.append(sec); print("\n".join(sec), "\n", flush=True)
+    if "predict" in a.parts:
+        sections.append(bench_predict(a.category, a.reps, knn_threads)); print("\n".join(sections[-1]), "\n", flush=True)
     head = ["# Pipeline benchmark", "",
             f"<!-- meta: command={cmd!r}; nproc={info['nproc']}; cpu={info['cpu']!r}; torch={info['torch']}; "
             f"faiss={info['faiss']}; threads={','.join(map(str, a.threads))}; date={info['date']} -->",
@@ -338,7 +403,7 @@ def main():
             f"Load average (1/5/15 min) at start {load0}, at end {loadavg()}; wall time {time.perf_counter() - t0:.0f} s. "
             "The machine is shared: absolute times are noisy, ratios come from interleaved runs.", ""]
     old = {}
-    if set(a.parts) != {"throughput", "knn", "scoring"} and Path(a.out).exists():
+    if set(a.parts) != {"throughput", "knn", "scoring", "predict"} and Path(a.out).exists():
         # keep the sections of the previous run that were not re-run (each says how it was produced)
         prev = Path(a.out).read_text()
         prev_cmd = re.search(r"Command: `([^`]+)`", prev)
@@ -347,7 +412,7 @@ def main():
             old[num] = chunk.rstrip().splitlines() + ["", f"_(Section kept from an earlier run: "
                                                           f"`{prev_cmd.group(1) if prev_cmd else '?'}`; see its load above.)_"]
     new = {sec[0][3]: sec for sec in sections}
-    merged = [new.get(k) or old.get(k) for k in "123" if new.get(k) or old.get(k)]
+    merged = [new.get(k) or old.get(k) for k in "1234" if new.get(k) or old.get(k)]
     if old:
         head.insert(-1, "Sections marked as kept come from the earlier full run, whose header said: " +
                     " ".join(l for l in Path(a.out).read_text().splitlines() if l.startswith(("Command:", "Machine:", "Load")))
