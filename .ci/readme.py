@@ -3,7 +3,8 @@
 Usage: python .ci/readme.py          # write README.md
        python .ci/readme.py --check  # exit 1 if README.md is out of date
 Hidden/exported cells are dropped, `#|` directives removed, code shown as python blocks and
-text outputs as plain blocks. Image outputs are not embedded: the notebook refers to committed
+text outputs as plain blocks; an `#| echo: false` cell contributes only its markdown output (a
+summary computed in the notebook). Image outputs are not embedded: the notebook refers to committed
 PNGs from markdown instead.
 """
 import json, re, sys
@@ -24,6 +25,9 @@ def render(nb):
         if cell["cell_type"] != "code" or directives(src) & {"hide", "export", "exporti", "default_exp"}:
             continue
         code = "\n".join(l for l in src.split("\n") if not l.startswith("#|")).strip()
+        if re.search(r"^#\|\s*echo:\s*false", src, re.M):  # only the output, as on the site: computed markdown
+            parts += ["".join(o["data"]["text/markdown"]).strip() for o in cell.get("outputs", []) if "text/markdown" in o.get("data", {})]
+            continue
         if code: parts.append(f"```python\n{code}\n```")
         for out in cell.get("outputs", []):
             text = out.get("text") or out.get("data", {}).get("text/plain")
