@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Iterator
 
 import torch
-from timm.optim import AdamP
+import torch.nn.functional as F
 from torch import Tensor
 from tqdm import tqdm
 
@@ -23,7 +23,7 @@ from .loss import relaxed_contrastive_loss_unchecked
 from .pairwise import CENTERS, check_sigma
 
 # %% auto #0
-__all__ = ['patch_batches', 'default_steps_per_epoch', 'EpochLog', 'TrainResult', 'train_reconpatch']
+__all__ = ['patch_batches', 'default_steps_per_epoch', 'SyncFreeAdamP', 'EpochLog', 'TrainResult', 'train_reconpatch']
 
 # %% ../nbs/11_train.ipynb #249180a1
 def patch_batches(n_images:int, # number of training images
@@ -61,6 +61,52 @@ def default_steps_per_epoch(n_images:int, # number of training images
     "Steps per epoch so that every patch is seen about once: one pass over one permutation."
     if batch_mode == "images": return max(1, n_images // max(1, patches_per_step // patches_per_image))
     return max(1, n_images * patches_per_image // patches_per_step)
+
+# %% ../nbs/11_train.ipynb #d7ba4e28
+def _adamp_projection(p:Tensor, grad:Tensor, perturb:Tensor, delta:float, eps:float) -> tuple[Tensor, Tensor]:
+    "AdamP's projection (timm `projection`, no caution) as arithmetic on tensors: (update, 0-dim bool: projected?)."
+    rows = p.size(0)
+    pv, gv, uv = p.reshape(rows, -1), grad.reshape(rows, -1), perturb.reshape(rows, -1)
+    p_sq, g_sq, pg = pv.pow(2).sum(1), gv.pow(2).sum(1), torch.linalg.vecdot(gv, pv, dim=1)   # per output channel
+    # scale invariance per channel, else for the whole layer: |cos(grad, p)| < δ / sqrt(dim) (timm's test)
+    hit_c = ((pg.abs() / (g_sq.sqrt() * p_sq.sqrt()).clamp_min(eps)).max() < delta / math.sqrt(pv.size(1)))
+    hit_l = ((pg.sum().abs() / (g_sq.sum().sqrt() * p_sq.sum().sqrt()).clamp_min(eps)) < delta / math.sqrt(p.numel())) & ~hit_c
+    norm = torch.where(hit_c, p_sq.sqrt(), p_sq.sum().sqrt()).add_(eps)                      # ‖p‖ per channel or layer
+    p_n = pv / norm[:, None]
+    dots = torch.linalg.vecdot(p_n, uv, dim=1)                                               # radial part of the update
+    coef = torch.where(hit_c, dots, dots.sum()) * (hit_c | hit_l)                            # 0 when not projected
+    return (uv - p_n * coef[:, None]).view_as(p), hit_c | hit_l
+
+class SyncFreeAdamP(torch.optim.Optimizer):
+    "AdamP (as `timm.optim.AdamP`, without nesterov/caution) whose projection test never reads a device value."
+    def __init__(self, params, # parameters or parameter groups
+                 lr:float=1e-3, betas:tuple=(0.9, 0.999), eps:float=1e-8, weight_decay:float=0,
+                 delta:float=0.1, # cosine threshold (times 1/sqrt(dim)) of the scale-invariance test
+                 wd_ratio:float=0.1, # weight decay factor for projected (scale-invariant) weights
+                ):
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, delta=delta, wd_ratio=wd_ratio))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        "One AdamP step for every parameter with a gradient."
+        for group in self.param_groups:
+            (beta1, beta2), lr, wd = group["betas"], group["lr"], group["weight_decay"]
+            for p in group["params"]:
+                if p.grad is None: continue
+                grad, state = p.grad, self.state[p]
+                if not state: state.update(step=0, exp_avg=torch.zeros_like(p), exp_avg_sq=torch.zeros_like(p))
+                state["step"] += 1                                                      # a Python int: no sync
+                bc1, bc2 = 1 - beta1 ** state["step"], 1 - beta2 ** state["step"]
+                exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
+                exp_avg.mul_(beta1).add_(grad, alpha=1 - beta1)
+                exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+                perturb = exp_avg / (exp_avg_sq.sqrt() / math.sqrt(bc2)).add_(group["eps"])
+                if p.ndim > 1:
+                    perturb, projected = _adamp_projection(p, grad, perturb, group["delta"], group["eps"])
+                    state["projected"] = projected                                      # for inspection
+                    if wd > 0: p.mul_(torch.where(projected, 1.0 - lr * wd * group["wd_ratio"], 1.0 - lr * wd).to(p.dtype))
+                elif wd > 0: p.mul_(1.0 - lr * wd)
+                p.add_(perturb, alpha=-lr / bc1)
 
 # %% ../nbs/11_train.ipynb #e5b06cd5
 @dataclass
@@ -154,7 +200,7 @@ def train_reconpatch(features:Tensor, # (n_images, h, w, C') cached frozen patch
         torch.manual_seed(seed)
         head = ReConPatchHead(C, repr_dim, proj_dim).to(dev)
     ema = make_similarity_network(head)                 # f̄, ḡ start as a copy
-    opt = AdamP(head.parameters(), lr=lr, weight_decay=weight_decay)
+    opt = SyncFreeAdamP(head.parameters(), lr=lr, weight_decay=weight_decay)   # AdamP, see above
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps_per_epoch)
     sim_args = dict(sigma=sigma, k=k, normalize=normalize, variant=variant)
     config = dict(in_dim=C, epochs=epochs, lr=lr, weight_decay=weight_decay, gamma=gamma, margin=margin,
@@ -193,7 +239,7 @@ def train_reconpatch(features:Tensor, # (n_images, h, w, C') cached frozen patch
                 z_bar = ema(p)[1]                                                   # z̄ = ḡ(f̄(p))
                 if center == "running": running.mul_(gamma).add_(z_bar.mean(0), alpha=1 - gamma)
                 w_pair, w_ctx = pseudo_label_terms(z_bar, center=centre_of(z_bar), **sim_args)  # one z̄, one d2
-                w = alpha * w_pair + (1 - alpha) * w_ctx                            # Eq. 6
+                w = w_pair.mul_(alpha).add_(w_ctx.mul_(1 - alpha))                  # Eq. 6, in place
             loss = relaxed_contrastive_loss_unchecked(head(p)[1], w, margin)        # Eq. 7 on z = g(f(p))
             opt.zero_grad(set_to_none=True); loss.backward(); opt.step(); sched.step()
             ema_update_unchecked(ema, head, gamma)                                 # Eq. 8
