@@ -6,7 +6,7 @@ Usage:
 
 What is timed, in one process, alternating (train, floor) `--reps` times, medians reported:
 
-- **train step**: `train_reconpatch` with its default recipe (N = 1024 patches per step, C' = 1024,
+- **train step**: `train_reconpatch` with its default `TrainConfig` (N = 1024 patches per step, C' = 1024,
   f: 1024 → 512, g: 512 → 128, k = 5, α = 0.5, AdamP, EMA) on cached features, 2 epochs of `--steps`
   steps; the time per step is epoch 2's `seconds` / steps (the end-of-epoch statistics are not in it).
 - **dense floor**: the matrix products one step cannot avoid, written as plain `torch.mm` on tensors of
