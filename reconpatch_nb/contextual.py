@@ -78,7 +78,7 @@ def contextual_from_knn(idx:Tensor, # (N, k) indices of N_k(i), nearest first (`
         weight = weight / weight.sum(1, keepdim=True).clamp_min(1)                   # 1 / |R_{k/2}(i)|
     else:
         rec = nn_k[idx, rows]                                                        # (N, k) [n_ib in R_k(i)]
-        rec_k = nn_k & nn_k.T                                                        # R_k (STML's V)
+        rec_k = nn_k & nn_k.T.contiguous()                                           # R_k (STML's V)
         inter = (rec_k[idx[:, :, None], idx[:, None, :]] & rec[:, None, :]).sum(-1)  # |R_k(n_ib) ∩ R_k(i)|
         w_tilde = (rec * inter).to(dt) / rec.sum(1, keepdim=True).clamp_min(1).to(dt)  # Eq. 2 on R_k
         weight = torch.full((n, h), 1.0 / h, dtype=dt, device=dev)                   # mean over plain N_{k/2}
@@ -86,7 +86,7 @@ def contextual_from_knn(idx:Tensor, # (N, k) indices of N_k(i), nearest first (`
     l = idx[:, :h]
     vals = (weight[:, :, None] * w_tilde[l]).reshape(n, -1)                          # (N, h*k)
     w_hat = torch.zeros(n, n, dtype=dt, device=dev).scatter_add_(1, idx[l].reshape(n, -1), vals)
-    return 0.5 * (w_hat + w_hat.T)                                                   # Eq. 5
+    return w_hat.T.contiguous().add_(w_hat).mul_(0.5)                                # Eq. 5: ½ (ŵ + ŵᵀ)
 
 def contextual_similarity(z:Tensor, # (N, D) projected patch features z̄ from the similarity network
                           k:int=5, # neighbourhood size of Eq. 2, 1 <= k < N

@@ -17,9 +17,9 @@ __all__ = ['ReConPatchHead', 'make_similarity_network', 'ema_update', 'ema_updat
 class ReConPatchHead(nn.Module):
     "Representation layer f (linear C' -> repr_dim) and projection layer g (linear repr_dim -> proj_dim)."
     def __init__(self,
-                 in_dim:int=1024, # C', the dimension of the frozen patch features p
-                 repr_dim:int=512, # output of f: the features stored in the memory bank
-                 proj_dim:int=128, # output of g: z, used only by the loss [choice: not given in the paper]
+                 in_dim:int, # C', the dimension of the frozen patch features p
+                 repr_dim:int, # output of f: the features stored in the memory bank (default: `TrainConfig.repr_dim`)
+                 proj_dim:int, # output of g: z, used only by the loss (default: `TrainConfig.proj_dim`)
                 ):
         super().__init__()
         for name, v in dict(in_dim=in_dim, repr_dim=repr_dim, proj_dim=proj_dim).items():

@@ -5,8 +5,12 @@
 # %% ../nbs/09_loss.ipynb #bafd2b7a
 from __future__ import annotations
 
+import math
+
 import torch
+import torch.nn.functional as F
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 from .core import check_features, squared_distances
 
@@ -16,21 +20,45 @@ __all__ = ['relaxed_contrastive_loss_unchecked', 'relaxed_contrastive_loss']
 # %% ../nbs/09_loss.ipynb #bfa4af25
 _EPS = 1e-12  # clamp for squared distances before the root, and for the row mean
 
+class _RelaxedContrastive(torch.autograd.Function):
+    "Eq. 7 with a hand-written backward: the autograd version's arithmetic in place, about 10 passes over (N, N) each way."
+    @staticmethod
+    def forward(ctx, z, w, margin):
+        N = z.shape[0]
+        zc = z - z.mean(0, keepdim=True)                # centring: same distances, less cancellation
+        dist = squared_distances(zc, zc).clamp_min_(_EPS).sqrt_()  # ||z_i - z_j||, guarded root ...
+        dist.fill_diagonal_(0)                          # ... and an exact 0 on the diagonal
+        r_raw = dist.mean(1, keepdim=True)              # (1/N) Σ_n ||z_i - z_n||
+        r = r_raw.clamp_min(_EPS)
+        delta = dist / r                                # delta_ij
+        neg_hinge = (delta - margin).clamp_max_(0)      # -max(m - delta_ij, 0)
+        terms = delta.pow(2).mul_(w)                    # pull: w_ij delta_ij^2
+        terms.add_(neg_hinge.pow(2).mul_(w.neg().add_(1.0)))   # + push: (1 - w_ij) max(m - delta_ij, 0)^2
+        terms.fill_diagonal_(0)                         # self-pairs left out
+        ctx.save_for_backward(zc, w, delta, neg_hinge, dist, r, r_raw >= _EPS)
+        return terms.sum() / N
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out):
+        zc, w, delta, neg_hinge, dist, r, r_ok = ctx.saved_tensors
+        N = zc.shape[0]
+        a = (delta - neg_hinge).mul_(w).add_(neg_hinge) # (N/2) ∂L/∂δ_ij = w δ - (1 - w) max(m - δ, 0)
+        a.fill_diagonal_(0)
+        c = torch.linalg.vecdot(a, delta, dim=1).unsqueeze(1) * r_ok / N   # through the row mean r_i (unless clamped)
+        a.sub_(c).div_(r)                               # (N/2) ∂L/∂dist_ij
+        # ∂dist/∂d2 = 1/(2 dist); no gradient where the clamp held (dist <= sqrt(ε)) nor on the diagonal (dist = 0)
+        a.mul_(F.threshold(dist, _EPS ** 0.5, math.inf).reciprocal_())   # N ∂L/∂d2_ij
+        s = a.T.contiguous().add_(a)                    # S = C + Cᵀ (a transposed operand would be read with a stride: slow)
+        grad = torch.addmm(zc * s.sum(1, keepdim=True), s, zc, alpha=-1)  # ∂d2/∂zc: 2 (diag(S 1) zc - S zc) / 2
+        return grad.mul_(grad_out * 2 / N), None, None  # the mean is a detached shift: ∂zc/∂z = I
+
 def relaxed_contrastive_loss_unchecked(z:Tensor, # (N, D) projected features z = g(f(p)) (with gradients), N >= 2
-                                       w:Tensor, # (N, N) pseudo-labels in [0, 1] (detached)
+                                       w:Tensor, # (N, N) pseudo-labels, already in [0, 1], same dtype as z, no gradient
                                        margin:float=1.0, # m in Eq. 7, > 0
                                       ) -> Tensor: # scalar loss L_RC, on the device (no host synchronisation)
     "Eq. 7 without argument checks: the kernel that `relaxed_contrastive_loss` and the training loop share."
-    N = z.shape[0]
-    w = w.detach().to(z.dtype).clamp(0, 1)          # pseudo-labels are targets, never trained
-    off = ~torch.eye(N, dtype=torch.bool, device=z.device)
-    zc = z - z.mean(0, keepdim=True).detach()       # centring: same distances, less cancellation
-    d2 = squared_distances(zc, zc)
-    dist = torch.where(off, d2.clamp_min(_EPS).sqrt(), torch.zeros_like(d2))  # ||z_i - z_j||, exact 0 on the diagonal
-    delta = dist / dist.mean(1, keepdim=True).clamp_min(_EPS)                 # delta_ij (row-normalised)
-    pull = w * delta.pow(2)                                                  # w_ij delta_ij^2
-    push = (1 - w) * (margin - delta).clamp_min(0).pow(2)                    # (1 - w_ij) max(m - delta_ij, 0)^2
-    return (pull + push).masked_fill(~off, 0).sum() / N
+    return _RelaxedContrastive.apply(z, w, margin)
 
 def relaxed_contrastive_loss(z:Tensor, # (N, D) projected features z = g(f(p)) of the trained network (with gradients)
                              w:Tensor, # (N, N) pseudo-labels w_ij in [0, 1] from the similarity network (detached)
@@ -48,4 +76,4 @@ def relaxed_contrastive_loss(z:Tensor, # (N, D) projected features z = g(f(p)) o
         raise ValueError(f"w must lie in [0, 1], got values in [{w.min().item():.3g}, {w.max().item():.3g}]")
     if not (isinstance(margin, (int, float)) and margin > 0):  # also rejects NaN
         raise ValueError(f"margin must be a positive number, got {margin!r}")
-    return relaxed_contrastive_loss_unchecked(z, w, margin)
+    return relaxed_contrastive_loss_unchecked(z, w.detach().to(z.dtype).clamp(0, 1), margin)  # targets, never trained

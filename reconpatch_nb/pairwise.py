@@ -33,10 +33,10 @@ def pairwise_from_distances(d2:Tensor, # (N, N) squared distances of the (centre
                             sigma:float|str=1.0, # σ > 0, or "median" (`median_sigma` of this batch)
                            ) -> Tensor: # (N, N) symmetric w^P with ones on the diagonal
     "Eq. 1 from a precomputed distance matrix; the unchecked kernel that `pairwise_similarity` and the training loop share."
-    d2 = 0.5 * (d2 + d2.T)                   # the matrix product is symmetric only up to rounding
-    d2.fill_diagonal_(0)                     # exact zeros on the diagonal, so w^P_ii = 1
-    if isinstance(sigma, str): sigma = median_sigma(d2)  # a tensor: stays on the device
-    return torch.exp(-d2 / sigma)            # w^P
+    w = d2.T.contiguous().add_(d2).mul_(0.5) # symmetrise: a matrix product is symmetric only up to rounding
+    w.fill_diagonal_(0)                      # exact zeros on the diagonal, so w^P_ii = 1
+    if isinstance(sigma, str): sigma = median_sigma(w)   # a tensor: stays on the device
+    return w.neg_().div_(sigma).exp_()       # w^P = exp(-d2 / σ), computed in place
 
 CENTERS = ("none", "batch", "running")  # how z̄ is centred before Eq. 1-5
 

@@ -12,15 +12,13 @@ from torch import Tensor
 
 from .detector import DETECTORS, PatchCore
 from .ema import ReConPatchHead
-from .train import EpochLog, train_reconpatch
+from .train import EpochLog, TrainConfig, train_reconpatch
 
 # %% auto #0
 __all__ = ['TRAIN_DEFAULTS', 'ReConPatch']
 
 # %% ../nbs/12_reconpatch.ipynb #aab85976
-TRAIN_DEFAULTS = dict(epochs=120, lr=1e-5, weight_decay=1e-2, gamma=0.999, alpha=0.5, sigma=1.0, k=5, margin=1.0,
-                      repr_dim=512, proj_dim=128, patches_per_step=1024, batch_mode="random", steps_per_epoch=None,
-                      variant="paper", normalize=True, center="none")
+TRAIN_DEFAULTS = asdict(TrainConfig.paper())  # deprecated alias (the paper's recipe as a dict) for older callers: use `TrainConfig`
 
 class ReConPatch(PatchCore):
     "ReConPatch: PatchCore whose memory bank holds f(p), with f trained by contextual-similarity contrastive learning."
@@ -29,24 +27,23 @@ class ReConPatch(PatchCore):
                  backbone:str="tf_efficientnet_lite0", # feature extractor, as `PatchCore`
                  coreset_ratio:float=0.01, # ReConPatch's memory bank: 1 % of the training patches
                  checkpoint_epochs:tuple=(), # epochs whose f/g weights are kept in `checkpoints` (for the figures)
-                 **kwargs, # training arguments (see `TRAIN_DEFAULTS` and `train_reconpatch`) and `PatchCore` arguments
+                 train:TrainConfig|None=None, # training hyper-parameters; None: `TrainConfig()`
+                 **kwargs, # fields of `TrainConfig` to change (e.g. `epochs=20`), and `PatchCore` arguments
                 ):
-        train_args = {k: kwargs.pop(k, v) for k, v in TRAIN_DEFAULTS.items()}
+        train_args = {k: kwargs.pop(k) for k in TrainConfig.names() if k in kwargs}
+        self.train_config = (TrainConfig() if train is None else train).replace(**train_args)  # checked before any data
         super().__init__(backbone=backbone, coreset_ratio=coreset_ratio, **kwargs)
-        if not isinstance(train_args["epochs"], int) or train_args["epochs"] < 1:
-            raise ValueError(f"epochs must be a positive integer, got {train_args['epochs']!r}")
-        self.config.update(train_args)
+        self.config.update(asdict(self.train_config))   # saved with the model: how it was trained
         self.checkpoint_epochs = tuple(checkpoint_epochs)
         self.head, self.train_log, self.checkpoints, self.train_summary = None, [], {}, {}
 
     def _fit_representation(self, features:Tensor): # (n, h, w, C') frozen training patch features p
         "Train f and g on the cached features (`train_reconpatch`)."
-        args = {k: self.config[k] for k in TRAIN_DEFAULTS}
-        res = train_reconpatch(features, seed=self.config["seed"], device=self.device, progress=self.progress,
-                               checkpoint_epochs=self.checkpoint_epochs, **args)
+        res = train_reconpatch(features, self.train_config, seed=self.config["seed"], device=self.device,
+                               progress=self.progress, checkpoint_epochs=self.checkpoint_epochs)
         self.head, self.train_log, self.checkpoints = res.head.eval(), res.log, res.checkpoints
-        self.train_summary = {"final_loss": res.log[-1].loss, "epochs": self.config["epochs"],
-                              "seconds_per_epoch": sum(r.seconds for r in res.log[1:]) / self.config["epochs"]}
+        self.train_summary = {"final_loss": res.log[-1].loss, "epochs": self.train_config.epochs,
+                              "seconds_per_epoch": sum(r.seconds for r in res.log[1:]) / self.train_config.epochs}
 
     def embed(self, features:Tensor, # (..., C') patch features p
              ) -> Tensor: # (..., repr_dim) f(p): the memory bank and the queries live here
@@ -54,10 +51,18 @@ class ReConPatch(PatchCore):
         if self.head is None: raise RuntimeError("this ReConPatch is not fitted: call .fit(train_dataset) or .load(path)")
         with torch.no_grad(): return self.head.f(features.to(self.device, torch.float32))
 
-    def embed_at(self, features:Tensor, epoch:int) -> Tensor:
-        "f(p) with the weights kept at `epoch` (see `checkpoint_epochs`), for figures of the training."
+    def at_epoch(self, epoch:int, # an epoch kept with `checkpoint_epochs` (0 = before training)
+                ) -> ReConPatchHead: # a new head (f, g) with the weights of that epoch, in eval mode, on the model's device
+        "The head as it was at `epoch`; `at_epoch(e).f(p)` is the representation at that epoch (the bank is not rebuilt)."
         if epoch not in self.checkpoints: raise ValueError(f"no checkpoint for epoch {epoch}; kept: {sorted(self.checkpoints)}")
         head = self._new_head(); head.load_state_dict(self.checkpoints[epoch])
+        return head
+
+    def embed_at(self, features:Tensor, # (..., C') patch features p
+                 epoch:int, # an epoch kept with `checkpoint_epochs`
+                ) -> Tensor: # (..., repr_dim) f(p) with the weights of that epoch
+        "f(p) with the weights kept at `epoch`, for figures of the training."
+        head = self.at_epoch(epoch)
         with torch.no_grad(): return head.f(features.to(self.device, torch.float32))
 
     def _new_head(self) -> ReConPatchHead:

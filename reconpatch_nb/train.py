@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Iterator
 
 import torch
-from timm.optim import AdamP
+import torch.nn.functional as F
 from torch import Tensor
 from tqdm import tqdm
 
@@ -23,7 +23,8 @@ from .loss import relaxed_contrastive_loss_unchecked
 from .pairwise import CENTERS, check_sigma
 
 # %% auto #0
-__all__ = ['patch_batches', 'default_steps_per_epoch', 'EpochLog', 'TrainResult', 'train_reconpatch']
+__all__ = ['patch_batches', 'default_steps_per_epoch', 'SyncFreeAdamP', 'EpochLog', 'TrainResult', 'TrainConfig',
+           'train_reconpatch']
 
 # %% ../nbs/11_train.ipynb #249180a1
 def patch_batches(n_images:int, # number of training images
@@ -62,6 +63,52 @@ def default_steps_per_epoch(n_images:int, # number of training images
     if batch_mode == "images": return max(1, n_images // max(1, patches_per_step // patches_per_image))
     return max(1, n_images * patches_per_image // patches_per_step)
 
+# %% ../nbs/11_train.ipynb #d7ba4e28
+def _adamp_projection(p:Tensor, grad:Tensor, perturb:Tensor, delta:float, eps:float) -> tuple[Tensor, Tensor]:
+    "AdamP's projection (timm `projection`, no caution) as arithmetic on tensors: (update, 0-dim bool: projected?)."
+    rows = p.size(0)
+    pv, gv, uv = p.reshape(rows, -1), grad.reshape(rows, -1), perturb.reshape(rows, -1)
+    p_sq, g_sq, pg = pv.pow(2).sum(1), gv.pow(2).sum(1), torch.linalg.vecdot(gv, pv, dim=1)   # per output channel
+    # scale invariance per channel, else for the whole layer: |cos(grad, p)| < δ / sqrt(dim) (timm's test)
+    hit_c = ((pg.abs() / (g_sq.sqrt() * p_sq.sqrt()).clamp_min(eps)).max() < delta / math.sqrt(pv.size(1)))
+    hit_l = ((pg.sum().abs() / (g_sq.sum().sqrt() * p_sq.sum().sqrt()).clamp_min(eps)) < delta / math.sqrt(p.numel())) & ~hit_c
+    norm = torch.where(hit_c, p_sq.sqrt(), p_sq.sum().sqrt()).add_(eps)                      # ‖p‖ per channel or layer
+    p_n = pv / norm[:, None]
+    dots = torch.linalg.vecdot(p_n, uv, dim=1)                                               # radial part of the update
+    coef = torch.where(hit_c, dots, dots.sum()) * (hit_c | hit_l)                            # 0 when not projected
+    return (uv - p_n * coef[:, None]).view_as(p), hit_c | hit_l
+
+class SyncFreeAdamP(torch.optim.Optimizer):
+    "AdamP (as `timm.optim.AdamP`, without nesterov/caution) whose projection test never reads a device value."
+    def __init__(self, params, # parameters or parameter groups
+                 lr:float=1e-3, betas:tuple=(0.9, 0.999), eps:float=1e-8, weight_decay:float=0,
+                 delta:float=0.1, # cosine threshold (times 1/sqrt(dim)) of the scale-invariance test
+                 wd_ratio:float=0.1, # weight decay factor for projected (scale-invariant) weights
+                ):
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, delta=delta, wd_ratio=wd_ratio))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        "One AdamP step for every parameter with a gradient."
+        for group in self.param_groups:
+            (beta1, beta2), lr, wd = group["betas"], group["lr"], group["weight_decay"]
+            for p in group["params"]:
+                if p.grad is None: continue
+                grad, state = p.grad, self.state[p]
+                if not state: state.update(step=0, exp_avg=torch.zeros_like(p), exp_avg_sq=torch.zeros_like(p))
+                state["step"] += 1                                                      # a Python int: no sync
+                bc1, bc2 = 1 - beta1 ** state["step"], 1 - beta2 ** state["step"]
+                exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
+                exp_avg.mul_(beta1).add_(grad, alpha=1 - beta1)
+                exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+                perturb = exp_avg / (exp_avg_sq.sqrt() / math.sqrt(bc2)).add_(group["eps"])
+                if p.ndim > 1:
+                    perturb, projected = _adamp_projection(p, grad, perturb, group["delta"], group["eps"])
+                    state["projected"] = projected                                      # for inspection
+                    if wd > 0: p.mul_(torch.where(projected, 1.0 - lr * wd * group["wd_ratio"], 1.0 - lr * wd).to(p.dtype))
+                elif wd > 0: p.mul_(1.0 - lr * wd)
+                p.add_(perturb, alpha=-lr / bc1)
+
 # %% ../nbs/11_train.ipynb #e5b06cd5
 @dataclass
 class EpochLog:
@@ -99,41 +146,68 @@ def _check_number(name, v, lo, hi=math.inf, lo_open=False, integer=False):
         kind = "an integer" if integer else "a number"
         raise ValueError(f"{name} must be {kind} in {'(' if lo_open else '['}{lo}, {hi}{']' if hi < math.inf else ')'}, got {v!r}")
 
+@dataclass(frozen=True)
+class TrainConfig:
+    "Every ReConPatch training hyper-parameter with its default: the one place they live; checked on construction."
+    epochs:int = 4; lr:float = 1e-3; gamma:float = 0.99  # the default schedule [choice]; the paper's: `TrainConfig.paper()`
+    weight_decay:float = 1e-2 # AdamP weight decay (paper)
+    alpha:float = 0.5 # α of Eq. 6, pairwise vs contextual (paper)
+    sigma:float|str = 1.0 # σ of Eq. 1 (paper), or "median": per batch, the median off-diagonal squared distance
+    k:int = 5 # k of Eq. 2 (paper)
+    margin:float = 1.0 # m of Eq. 7 (paper)
+    repr_dim:int = 512 # output of f, the memory-bank features (paper)
+    proj_dim:int = 128 # output of g [choice: not given in the paper]
+    patches_per_step:int = 1024 # N, patches per batch [choice]; more than all patches -> all patches
+    batch_mode:str = "random" # "random" or "images", see `patch_batches` [choice]
+    steps_per_epoch:int|None = None # None: one pass over all patches (`default_steps_per_epoch`)
+    variant:str = "paper" # contextual similarity: "paper" (Eq. 2-5 as written) or "stml" (STML's code)
+    normalize:bool = True # L2-normalise z̄ before Eq. 1-5 [choice, as STML]
+    center:str = "none" # centre z̄ before normalising: "none" (paper), "batch" or "running" (EMA of the batch mean)
+
+    def __post_init__(self):
+        _check_number("epochs", self.epochs, 1, integer=True); _check_number("lr", self.lr, 0, lo_open=True)
+        _check_number("gamma", self.gamma, 0, 1); _check_number("weight_decay", self.weight_decay, 0)
+        _check_number("alpha", self.alpha, 0, 1); check_sigma(self.sigma); _check_number("k", self.k, 1, integer=True)
+        _check_number("margin", self.margin, 0, lo_open=True)
+        _check_number("repr_dim", self.repr_dim, 1, integer=True); _check_number("proj_dim", self.proj_dim, 1, integer=True)
+        _check_number("patches_per_step", self.patches_per_step, 2, integer=True)
+        if self.batch_mode not in ("random", "images"): raise ValueError(f"batch_mode must be 'random' or 'images', got {self.batch_mode!r}")
+        if self.steps_per_epoch is not None: _check_number("steps_per_epoch", self.steps_per_epoch, 1, integer=True)
+        half_k(self.k, self.variant)                                                   # validates `variant`
+        if not isinstance(self.normalize, bool): raise ValueError(f"normalize must be True or False, got {self.normalize!r}")
+        if self.center not in CENTERS: raise ValueError(f"center must be one of {CENTERS}, got {self.center!r}")
+
+    @classmethod
+    def paper(cls) -> TrainConfig:
+        "The paper's single-model recipe: 120 epochs, AdamP lr 1e-5, weight decay 1e-2, γ 0.999 (STML), α 0.5, σ 1, k 5, m 1, no centring."
+        return cls(epochs=120, lr=1e-5, weight_decay=1e-2, gamma=0.999, alpha=0.5, sigma=1.0, k=5, margin=1.0, center="none")
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]: return tuple(f.name for f in fields(cls))
+
+    def replace(self, **changes) -> TrainConfig:
+        "A copy with some fields changed (checked again); an unknown name raises `ValueError`."
+        unknown = sorted(set(changes) - set(self.names()))
+        if unknown: raise ValueError(f"unknown training argument(s) {unknown}; known: {list(self.names())}")
+        return replace(self, **changes)
+
 # %% ../nbs/11_train.ipynb #e1d582f4
 def train_reconpatch(features:Tensor, # (n_images, h, w, C') cached frozen patch features p
-                     epochs:int=120, # paper: 120 (single model), 60 (ensemble)
-                     lr:float=1e-5, # AdamP learning rate; paper: 1e-5 (single), 1e-6 (ensemble)
-                     weight_decay:float=1e-2, # AdamP weight decay
-                     gamma:float=0.999, # EMA rate γ of Eq. 8 [choice: STML's value]
-                     alpha:float=0.5, # α of Eq. 6 (pairwise vs contextual)
-                     sigma:float|str=1.0, # σ of Eq. 1, or "median": per batch, the median off-diagonal squared distance
-                     k:int=5, # k of Eq. 2
-                     margin:float=1.0, # m of Eq. 7
-                     repr_dim:int=512, # output of f (memory bank features)
-                     proj_dim:int=128, # output of g [choice]
-                     patches_per_step:int=1024, # N, patches per batch [choice]; more than all patches -> all patches
-                     batch_mode:str="random", # "random" or "images", see `patch_batches` [choice]
-                     steps_per_epoch:int|None=None, # None: one pass over all patches (`default_steps_per_epoch`)
-                     variant:str="paper", # contextual similarity variant: "paper" or "stml"
-                     normalize:bool=True, # L2-normalise z̄ before Eq. 1-5 [choice]
-                     center:str="none", # centre z̄ before normalising: "none" (paper), "batch" or "running" (EMA mean)
+                     config:TrainConfig|None=None, # hyper-parameters; None: `TrainConfig()` (the defaults)
                      seed:int=0, # same seed, same device -> identical log
                      device:str|torch.device|None=None, # None: CUDA when available
                      checkpoint_epochs:list[int]=(), # epochs (0 = before training) whose head state_dict is kept
                      checkpoint_dir:str|Path|None=None, # also save those checkpoints there (`atomic_save`)
                      progress:bool=True, # tqdm bar over epochs (shown only on a terminal)
+                     **overrides, # fields of `TrainConfig` to change, e.g. `epochs=20, center="batch"`
                     ) -> TrainResult:
     "Train f, g with pseudo-labels from their EMA copy and the relaxed contrastive loss (ReConPatch §3)."
-    # every argument is checked here, once; the loop below calls the unchecked kernels
-    _check_number("epochs", epochs, 1, integer=True); _check_number("k", k, 1, integer=True)
-    _check_number("lr", lr, 0, lo_open=True); _check_number("weight_decay", weight_decay, 0)
-    _check_number("gamma", gamma, 0, 1); _check_number("alpha", alpha, 0, 1)
-    _check_number("margin", margin, 0, lo_open=True); check_sigma(sigma)
-    _check_number("patches_per_step", patches_per_step, 2, integer=True)
-    _check_number("repr_dim", repr_dim, 1, integer=True); _check_number("proj_dim", proj_dim, 1, integer=True)
-    if center not in CENTERS: raise ValueError(f"center must be one of {CENTERS}, got {center!r}")
-    if batch_mode not in ("random", "images"): raise ValueError(f"batch_mode must be 'random' or 'images', got {batch_mode!r}")
-    half_k(k, variant)                                                  # validates `variant`
+    # every argument is checked here, once (by `TrainConfig`); the loop below calls the unchecked kernels
+    cfg = (TrainConfig() if config is None else config).replace(**overrides)
+    epochs, lr, weight_decay, gamma, alpha, sigma, k, margin, repr_dim, proj_dim, patches_per_step, batch_mode, \
+        steps_per_epoch, variant, normalize, center = (getattr(cfg, n) for n in (
+        "epochs", "lr", "weight_decay", "gamma", "alpha", "sigma", "k", "margin", "repr_dim", "proj_dim",
+        "patches_per_step", "batch_mode", "steps_per_epoch", "variant", "normalize", "center"))
     check_features(features, "features", ndim=4)
     n_images, h, w_, C = features.shape
     # small data: a batch cannot hold more patches than there are; use them all (all images in "images" mode)
@@ -141,7 +215,6 @@ def train_reconpatch(features:Tensor, # (n_images, h, w, C') cached frozen patch
     n_batch = n_step if batch_mode == "random" else max(1, n_step // (h * w_)) * h * w_   # rows per batch (`patch_batches`)
     check_k(k, n_batch)
     if steps_per_epoch is None: steps_per_epoch = default_steps_per_epoch(n_images, h * w_, n_step, batch_mode)
-    _check_number("steps_per_epoch", steps_per_epoch, 1, integer=True)
     bad = [e for e in checkpoint_epochs if not 0 <= e <= epochs]
     if bad: raise ValueError(f"checkpoint_epochs must lie in [0, epochs={epochs}], got {bad}")
     dev = get_device(device)
@@ -154,12 +227,10 @@ def train_reconpatch(features:Tensor, # (n_images, h, w, C') cached frozen patch
         torch.manual_seed(seed)
         head = ReConPatchHead(C, repr_dim, proj_dim).to(dev)
     ema = make_similarity_network(head)                 # f̄, ḡ start as a copy
-    opt = AdamP(head.parameters(), lr=lr, weight_decay=weight_decay)
+    opt = SyncFreeAdamP(head.parameters(), lr=lr, weight_decay=weight_decay)   # AdamP, see above
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps_per_epoch)
     sim_args = dict(sigma=sigma, k=k, normalize=normalize, variant=variant)
-    config = dict(in_dim=C, epochs=epochs, lr=lr, weight_decay=weight_decay, gamma=gamma, margin=margin,
-                  repr_dim=repr_dim, proj_dim=proj_dim, patches_per_step=n_step, batch_mode=batch_mode,
-                  steps_per_epoch=steps_per_epoch, seed=seed, alpha=alpha, center=center, **sim_args)
+    config = dict(asdict(cfg), in_dim=C, patches_per_step=n_step, steps_per_epoch=steps_per_epoch, seed=seed)  # as used
     with torch.no_grad():
         f0 = head.f.weight.detach().clone(); f0_norm = f0.norm()
         # "running": an EMA of the batch mean of z̄ at the similarity network's own rate γ, started on the monitor batch
@@ -193,7 +264,7 @@ def train_reconpatch(features:Tensor, # (n_images, h, w, C') cached frozen patch
                 z_bar = ema(p)[1]                                                   # z̄ = ḡ(f̄(p))
                 if center == "running": running.mul_(gamma).add_(z_bar.mean(0), alpha=1 - gamma)
                 w_pair, w_ctx = pseudo_label_terms(z_bar, center=centre_of(z_bar), **sim_args)  # one z̄, one d2
-                w = alpha * w_pair + (1 - alpha) * w_ctx                            # Eq. 6
+                w = w_pair.mul_(alpha).add_(w_ctx.mul_(1 - alpha))                  # Eq. 6, in place
             loss = relaxed_contrastive_loss_unchecked(head(p)[1], w, margin)        # Eq. 7 on z = g(f(p))
             opt.zero_grad(set_to_none=True); loss.backward(); opt.step(); sched.step()
             ema_update_unchecked(ema, head, gamma)                                 # Eq. 8
