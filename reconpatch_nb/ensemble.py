@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torch import Tensor
 
 import reconpatch_nb
@@ -94,7 +93,7 @@ class Ensemble:
             p_val = m.features(val)
             m.fit_features(m.features(train), p_val)
             preds.append(m.predict_features(p_val, paths))
-        self._calibrate(preds)
+        self.calibrate_predictions(preds)
         self.timings["fit_seconds"] = time.perf_counter() - t0
         return self
 
@@ -103,13 +102,17 @@ class Ensemble:
                  ) -> Ensemble:
         "Standardisation statistics for members that are already fitted (e.g. loaded from files)."
         self._check_val(val)
-        self._calibrate(self.member_predictions(val))
-        return self
+        return self.calibrate_predictions(self.member_predictions(val))
 
-    def _calibrate(self, preds:list):
+    def calibrate_predictions(self,
+                              preds:list[Prediction], # each member's prediction of the same held-out normal images
+                             ) -> Ensemble:
+        "`calibrate` from member predictions already made (as `member_predictions(val)` returns them)."
+        if len(preds) != len(self.members): raise ValueError(f"expected {len(self.members)} predictions (one per member), got {len(preds)}")
         # every patch of every held-out image is one sample of member k's normal patch-score distribution
         self.val_scores = [p.patch_scores.reshape(-1).float().cpu() for p in preds]
         self.train_scores = self.combine(preds).scores  # ensemble image scores of the held-out normals (threshold)
+        return self
 
     def standardization(self) -> list[dict]:
         "Per member: the median and the scale 1.4826 · MAD of its held-out normal patch scores."
