@@ -18,15 +18,14 @@ from matplotlib.colors import ListedColormap
 from matplotlib.lines import Line2D
 from torch import Tensor
 
-from .coreset import ApproximateGreedyCoreset
-from .data import AnomalyDataset
+from .core import to_hwc, to_numpy, unravel_patch_index
 from .metrics import image_auroc
 from .scoring import NearestNeighbourIndex
 
 # %% auto #0
 __all__ = ['OKABE_ITO', 'patch_labels', 'sample_patches', 'bank_sources', 'procrustes_align', 'embed_frames', 'Colouring',
-           'patch_colourings', 'draw_layout', 'plot_frames', 'evolution_frames', 'plot_score_distributions', 'mask_f1',
-           'plot_segmentation', 'select_examples', 'save_segmentation_pngs']
+           'patch_colourings', 'draw_layout', 'plot_frames', 'plot_score_distributions', 'mask_f1', 'plot_segmentation',
+           'select_examples', 'save_segmentation_pngs']
 
 # %% ../nbs/14_viz.ipynb #e61999b3
 def patch_labels(masks:Tensor|np.ndarray, # (n, H, W) or (n, 1, H, W) pixel masks in {0, 1}
@@ -34,7 +33,7 @@ def patch_labels(masks:Tensor|np.ndarray, # (n, H, W) or (n, 1, H, W) pixel mask
                  min_fraction:float=0.5, # a patch is defective when at least this fraction of its pixels is
                 ) -> np.ndarray: # (n, h, w) bool patch labels y
     "Mask → feature-grid labels: the fraction of defective pixels of each cell, thresholded."
-    m = torch.as_tensor(np.asarray(masks) if not isinstance(masks, Tensor) else masks).float()
+    m = torch.as_tensor(to_numpy(masks)).float()
     if m.ndim == 4 and m.shape[1] == 1: m = m[:, 0]
     if m.ndim != 3: raise ValueError(f"masks must be (n, H, W) or (n, 1, H, W), got shape {tuple(m.shape)}")
     if len(grid) != 2 or min(grid) < 1: raise ValueError(f"grid must be a pair of positive integers (h, w), got {grid!r}")
@@ -70,8 +69,7 @@ def bank_sources(bank:Tensor, # (M, D) memory bank (rows copied from `features`)
     if dist.max().item() > tol * scale:
         raise ValueError(f"bank row {int(dist.argmax())} is at distance {dist.max().item():.3g} from every training "
                          f"feature: was the bank built from these features (same images, same embedding)?")
-    i = idx[:, 0].numpy()
-    return np.stack([i // (h * w), (i // w) % h, i % w], axis=1).astype(np.int64)
+    return np.stack(unravel_patch_index(idx[:, 0].numpy(), h, w), axis=1).astype(np.int64)
 
 # %% ../nbs/14_viz.ipynb #e11973d4
 def procrustes_align(Y:np.ndarray, # (N, 2) layout to move
@@ -119,7 +117,7 @@ def embed_frames(frames:dict, # {name: (N, D) features of the same N patches}, i
     if len(set(sizes.values())) != 1: raise ValueError(f"every frame must hold the same patches, got sizes {sizes}")
     out, prev = {}, None
     for name, X in frames.items():
-        X = np.ascontiguousarray(torch.as_tensor(X).detach().float().cpu().numpy())
+        X = np.ascontiguousarray(to_numpy(X), dtype=np.float32)
         if X.ndim != 2 or not np.isfinite(X).all(): raise ValueError(f"frame {name!r} must be a finite (N, D) array, got shape {X.shape}")
         if method == "pca": Y = _pca_layout(X)
         else: Y = _umap_layout(X, first_init if prev is None else prev, n_neighbors, min_dist, n_epochs, seed)
@@ -149,7 +147,7 @@ def patch_colourings(n_images:int, # images whose patches were flattened in rast
                     ) -> dict: # {name: Colouring}
     "The standard colourings of kept patches: row, column, image, and when given split, defect and bank membership."
     h, w = grid
-    img, row, col = keep // (h * w), (keep // w) % h, keep % w
+    img, row, col = unravel_patch_index(keep, h, w)
     if keep.max(initial=0) >= n_images * h * w: raise ValueError(f"keep indexes beyond the {n_images * h * w} patches")
     out = {"row": Colouring(row, None, "row"), "column": Colouring(col, None, "column"),
            "image": Colouring(img % len(OKABE_ITO), [f"image {i} (mod {len(OKABE_ITO)})" for i in range(len(OKABE_ITO))]
@@ -169,7 +167,7 @@ def draw_layout(ax:plt.Axes, # where to draw (cleared first)
                 colouring:Colouring, # how to colour the points
                 frame:str, # frame name (title, and per-frame colour values)
                 lim:float|None=None, # symmetric axis limit; None: from Y
-                size:float=4, # marker size
+                size:float=4, # marker size (categorical colourings: categories above 0, the rare ones, twice as large)
                 legend:bool=True, # draw the legend (categorical colourings)
                ) -> matplotlib.collections.PathCollection:
     "Scatter one frame's layout coloured by `colouring`; returns the scatter (offsets in drawing order)."
@@ -179,7 +177,8 @@ def draw_layout(ax:plt.Axes, # where to draw (cleared first)
     order = np.argsort(v, kind="stable")  # larger categories last, on top
     if colouring.categories is not None:
         K = len(colouring.categories)
-        sc = ax.scatter(*Y[order].T, c=v[order], cmap=ListedColormap(OKABE_ITO[:K]), vmin=-0.5, vmax=K - 0.5, s=size, linewidths=0)
+        sizes = np.where(v[order] > 0, 2 * size, size)
+        sc = ax.scatter(*Y[order].T, c=v[order], cmap=ListedColormap(OKABE_ITO[:K]), vmin=-0.5, vmax=K - 0.5, s=sizes, linewidths=0)
         if legend:
             present = np.unique(v)
             ax.legend([Line2D([], [], ls="", marker="o", color=OKABE_ITO[k]) for k in present],
@@ -189,7 +188,7 @@ def draw_layout(ax:plt.Axes, # where to draw (cleared first)
     lim = lim if lim is not None else float(np.abs(Y).max()) * 1.05
     ax.set_xlim(-lim, lim); ax.set_ylim(-lim, lim); ax.set_aspect("equal")
     ax.set_xlabel("embedding 1", fontsize=8); ax.set_ylabel("embedding 2", fontsize=8)
-    ax.tick_params(labelsize=6); ax.set_title(frame, fontsize=9)
+    ax.tick_params(labelsize=7); ax.set_title(frame, fontsize=9)
     return sc
 
 def plot_frames(layouts:dict, # {frame: (N, 2) layout} from `embed_frames`
@@ -210,44 +209,9 @@ def plot_frames(layouts:dict, # {frame: (N, 2) layout} from `embed_frames`
     else:
         present = np.unique(np.concatenate([colouring.at(n) for n in names]))
         fig.legend([Line2D([], [], ls="", marker="o", color=OKABE_ITO[k]) for k in present],
-                   [colouring.categories[k] for k in present], loc="outside right center", fontsize=7, title=colouring.label, title_fontsize=7)
+                   [colouring.categories[k] for k in present], loc="outside right center", fontsize=8, title=colouring.label, title_fontsize=8)
     fig.suptitle(f"{suptitle}, coloured by {colouring.label}", fontsize=10)
     return fig
-
-# %% ../nbs/14_viz.ipynb #87ea8c85
-def evolution_frames(model, # a fitted `ReConPatch` with `checkpoints` (see its `checkpoint_epochs`)
-                     train:AnomalyDataset, # the training images the model was fitted on
-                     test:AnomalyDataset, # test images with masks
-                     n_train:int=3, # training images shown (the first ones)
-                     n_test:int=3, # test images shown (`select_examples`: defect types first)
-                     max_points:int=5000, # patches kept (`sample_patches`)
-                     p_ratio:float=0.1, # coreset ratio for the raw-feature frame (PatchCore's 10 %)
-                     min_fraction:float=0.5, # patch label rule (`patch_labels`)
-                     seed:int=0, # seed of the patch subsample
-                    ) -> tuple[dict, dict]: # frames {name: (N, D) features}, colourings {name: Colouring}
-    "Features of the same patches before training (p) and at every kept epoch (f(p)), and their colourings."
-    if not getattr(model, "checkpoints", None): raise ValueError("model has no checkpoints: fit a ReConPatch with checkpoint_epochs=(0, ...)")
-    if not test.has_masks: raise ValueError("test must have masks (for the normal / defective colouring)")
-    pick = select_examples([it.defect for it in test.items], n_test)
-    sub = model._own(AnomalyDataset([test.items[i] for i in pick], test.transform, has_masks=True))
-    p_train, p_test = model.features(train), model.features(sub)  # (n, h, w, C')
-    n_train = min(n_train, len(p_train)); n, (h, w) = n_train + len(pick), p_train.shape[1:3]
-    masks = torch.cat([torch.zeros(n_train, *sub[0]["mask"].shape[1:]), torch.stack([sub[i]["mask"][0] for i in range(len(sub))])])
-    y = patch_labels(masks, (h, w), min_fraction)
-    keep = sample_patches(y, max_points, seed)
-    keep_t = torch.from_numpy(keep)
-    def frame(e_train, e_test, ratio):  # kept rows, and which kept training patches the coreset picks
-        flat = e_train.reshape(-1, e_train.shape[-1]).float().cpu()
-        bank = ApproximateGreedyCoreset(ratio, seed=model.config["seed"])(flat).cpu().numpy()
-        rows = torch.cat([e_train[:n_train].float().cpu(), e_test.float().cpu()]).reshape(n * h * w, -1)[keep_t]
-        return rows, np.isin(keep, bank) & (keep < n_train * h * w)
-    frames, in_bank = {}, {}
-    frames["p"], in_bank["p"] = frame(p_train, p_test, p_ratio)
-    for e in sorted(model.checkpoints):
-        name = f"f(p), epoch {e}"
-        frames[name], in_bank[name] = frame(model.embed_at(p_train, e), model.embed_at(p_test, e), model.config["coreset_ratio"])
-    colourings = patch_colourings(n, (h, w), keep, defective=y, split=np.r_[np.zeros(n_train), np.ones(len(pick))].astype(int), in_bank=in_bank)
-    return frames, colourings
 
 # %% ../nbs/14_viz.ipynb #cf18f52a
 def plot_score_distributions(scores:dict, # {model name: (N,) scores}, all of the same N samples
@@ -259,8 +223,8 @@ def plot_score_distributions(scores:dict, # {model name: (N,) scores}, all of th
                             ) -> plt.Figure:
     "Side-by-side histograms of normal vs defective scores per model, AUROC in each title (paper Fig. 4)."
     if not scores: raise ValueError("scores is empty")
-    y = np.asarray(labels.cpu() if isinstance(labels, Tensor) else labels).ravel().astype(int)
-    scores = {k: np.asarray(s.detach().cpu() if isinstance(s, Tensor) else s, dtype=np.float64).ravel() for k, s in scores.items()}
+    y = to_numpy(labels).ravel().astype(int)
+    scores = {k: to_numpy(s).astype(np.float64).ravel() for k, s in scores.items()}
     for name, s in scores.items():
         if len(s) != len(y): raise ValueError(f"scores of {name!r} has {len(s)} entries but labels has {len(y)}")
     aurocs = {name: image_auroc(y, s) for name, s in scores.items()}  # also checks labels and finite scores
@@ -284,16 +248,12 @@ def mask_f1(pred:np.ndarray|Tensor, # (H, W) predicted mask (bool or 0/1)
             gt:np.ndarray|Tensor, # (H, W) ground-truth mask (bool or 0/1)
            ) -> float:
     "Pixel F1 = 2|pred ∩ gt| / (|pred| + |gt|); 1.0 when both are empty."
-    p, g = (np.asarray(x.cpu() if isinstance(x, Tensor) else x).astype(bool) for x in (pred, gt))
+    p, g = (to_numpy(x).astype(bool) for x in (pred, gt))
     if p.shape != g.shape: raise ValueError(f"pred has shape {p.shape} but gt has shape {g.shape}")
     denom = p.sum() + g.sum()
     return 1.0 if denom == 0 else float(2 * (p & g).sum() / denom)
 
 # %% ../nbs/14_viz.ipynb #9603f875
-def _hwc(image) -> np.ndarray:
-    x = np.asarray(image.detach().cpu() if isinstance(image, Tensor) else image, dtype=np.float32)
-    return x.transpose(1, 2, 0) if x.ndim == 3 and x.shape[0] == 3 else x
-
 def plot_segmentation(images:Tensor|np.ndarray, # (B, 3, H, W) or (B, H, W, 3) images in [0, 1] (denormalised)
                       masks:Tensor|np.ndarray, # (B, H, W) ground-truth masks
                       maps:Tensor|np.ndarray, # (B, H, W) anomaly maps
@@ -305,13 +265,13 @@ def plot_segmentation(images:Tensor|np.ndarray, # (B, 3, H, W) or (B, H, W, 3) i
     "Rows of image + ground-truth contour, heat-map overlay and predicted mask with its F1 (paper Fig. 5)."
     B = len(images)
     if not (len(masks) == len(maps) == B): raise ValueError(f"images, masks, maps must have the same length, got {B}, {len(masks)}, {len(maps)}")
-    maps = np.asarray(maps.cpu() if isinstance(maps, Tensor) else maps, dtype=np.float32)
-    masks = np.asarray(masks.cpu() if isinstance(masks, Tensor) else masks).reshape(maps.shape)
+    maps = to_numpy(maps).astype(np.float32)
+    masks = to_numpy(masks).reshape(maps.shape)
     vmax = float(maps.max()) if vmax is None else vmax
-    fig, axs = plt.subplots(B, 3, figsize=(3 * panel + 0.8, B * panel + 0.3), squeeze=False, layout="constrained")
+    fig, axs = plt.subplots(B, 3, figsize=(3 * panel + 1.2, B * panel + 0.3), squeeze=False, layout="constrained")
     taus = np.broadcast_to(np.asarray(threshold, dtype=np.float64), (B,))
     for i in range(B):
-        img, pred, tau = _hwc(images[i]), maps[i] >= taus[i], taus[i]
+        img, pred, tau = to_hwc(images[i]), maps[i] >= taus[i], taus[i]
         a0, a1, a2 = axs[i]
         a0.imshow(img); a0.set_title(titles[i] if titles else f"image {i}", fontsize=8)
         a1.imshow(img); im = a1.imshow(maps[i], cmap="magma", alpha=0.55, vmin=0, vmax=vmax); a1.set_title("anomaly map", fontsize=8)
@@ -320,7 +280,8 @@ def plot_segmentation(images:Tensor|np.ndarray, # (B, 3, H, W) or (B, H, W, 3) i
             if masks[i].any(): a.contour(masks[i], levels=[0.5], colors=OKABE_ITO[4], linewidths=0.8)
             a.set_xticks([]); a.set_yticks([])
         a0.set_ylabel("ground truth: blue contour" if i == 0 else "", fontsize=7)
-    fig.colorbar(im, ax=axs.ravel().tolist(), shrink=0.6, label="anomaly map (middle column)")
+    bar = fig.colorbar(im, ax=axs.ravel().tolist(), shrink=0.8, aspect=30)
+    bar.set_label("anomaly score (middle column)", fontsize=7); bar.ax.tick_params(labelsize=6)
     return fig
 
 # %% ../nbs/14_viz.ipynb #7d27df66
@@ -343,12 +304,12 @@ def save_segmentation_pngs(model, # a fitted detector (`PatchCore` or `ReConPatc
                            n:int=6, # number of images (see `select_examples`)
                            threshold:float|None=None, # pixel threshold τ; None: `model.threshold`
                            pred=None, # a `Prediction` of `test_dataset` already computed, to avoid predicting twice
-                           dpi:int=72, # resolution of the PNGs
+                           dpi:int=110, # resolution of the PNGs
                           ) -> list[Path]: # the files written
     "Write one PNG per selected test image: image + ground truth, anomaly map, predicted mask (Fig. 5)."
     out_dir = Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True)
     idx = select_examples([it.defect for it in test_dataset.items], n)
-    own = model._own(test_dataset)
+    own = test_dataset.with_transform(model.transform)
     pred = model.predict(test_dataset) if pred is None else pred
     if len(pred.scores) != len(test_dataset): raise ValueError(f"pred has {len(pred.scores)} images but test_dataset has {len(test_dataset)}")
     tau = model.threshold if threshold is None else float(threshold)

@@ -16,8 +16,9 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from torch import Tensor
 
+from .core import to_hwc, to_numpy
 from .scoring import NearestNeighbourIndex
-from .viz import OKABE_ITO, _hwc, draw_layout, mask_f1
+from .viz import OKABE_ITO, draw_layout, mask_f1
 
 # %% auto #0
 __all__ = ['FigureWidget', 'FeatureEvolutionWidget', 'ThresholdWidget', 'crop_cell', 'PatchExplainWidget']
@@ -29,7 +30,7 @@ class FigureWidget:
                  figsize:tuple, # figure size in inches
                  extra:list=(), # more widgets shown under the controls (text, ...)
                 ):
-        self.fig, self.controls, self.out = Figure(figsize=figsize, dpi=72, layout="constrained"), controls, widgets.Output()
+        self.fig, self.controls, self.out = Figure(figsize=figsize, dpi=110, layout="constrained"), controls, widgets.Output()
         for c in controls: c.observe(lambda change: self.update(), names="value")
         self.widget = widgets.VBox([widgets.HBox(controls), *extra, self.out])
 
@@ -74,8 +75,6 @@ class FeatureEvolutionWidget(FigureWidget):
         self.ax.set_title(f"{self.frame.value}: coloured by {c.label}", fontsize=9)
 
 # %% ../nbs/15_widgets.ipynb #5e1eaf05
-def _np(x) -> np.ndarray: return np.asarray(x.detach().cpu() if isinstance(x, Tensor) else x)
-
 class ThresholdWidget(FigureWidget):
     "Image selector + threshold slider: predicted mask and pixel F1 (this image and all images) update live."
     def __init__(self, images:Tensor|np.ndarray, # (B, 3, H, W) or (B, H, W, 3) images in [0, 1]
@@ -85,9 +84,9 @@ class ThresholdWidget(FigureWidget):
                  threshold:float|None=None, # starting τ; None: the middle of the map range
                  panel:float=2.4, # panel size in inches
                 ):
-        self.maps = _np(maps).astype(np.float32)
+        self.maps = to_numpy(maps).astype(np.float32)
         if self.maps.ndim != 3: raise ValueError(f"maps must be (B, H, W), got shape {self.maps.shape}")
-        self.masks = _np(masks).reshape(self.maps.shape).astype(bool)
+        self.masks = to_numpy(masks).reshape(self.maps.shape).astype(bool)
         self.images = images
         if len(images) != len(self.maps): raise ValueError(f"images has {len(images)} entries but maps has {len(self.maps)}")
         names = names or [f"image {i}" for i in range(len(self.maps))]
@@ -103,7 +102,7 @@ class ThresholdWidget(FigureWidget):
 
     def draw(self):
         i, t = self.image.value, self.threshold.value
-        img, gt, a = _hwc(self.images[i]), self.masks[i], self.maps[i]
+        img, gt, a = to_hwc(self.images[i]), self.masks[i], self.maps[i]
         self.pred_mask = a >= t
         self.f1 = mask_f1(self.pred_mask, gt)
         pred_all = self.maps >= t
@@ -127,7 +126,7 @@ class ThresholdWidget(FigureWidget):
                    pred=None, # its `Prediction`, if already computed
                    **kwargs):
         "Build from a fitted detector and a test set; τ starts at `model.threshold`."
-        own = model._own(test_dataset)
+        own = test_dataset.with_transform(model.transform)
         pred = model.predict(test_dataset) if pred is None else pred
         samples = [own[i] for i in range(len(own))]
         images = torch.stack([own.transform.denormalize(s["image"]) for s in samples])
@@ -184,7 +183,7 @@ class PatchExplainWidget(FigureWidget):
     def draw(self):
         i, r, c = self.image.value, self.row.value, self.col.value
         dist, src = self.neighbours = self.explain(i, r, c)
-        img = _hwc(self.test_images[i])
+        img = to_hwc(self.test_images[i])
         for ax in self.axs: ax.clear(); ax.set_xticks([]); ax.set_yticks([])
         self.axs[0].imshow(img)
         _, (y0, y1, x0, x1) = crop_cell(img, self.grid, r, c, 0)
@@ -193,7 +192,7 @@ class PatchExplainWidget(FigureWidget):
         self.axs[1].imshow(crop_cell(img, self.grid, r, c, self.context)[0])
         self.axs[1].set_title(f"test patch ({r}, {c})\nscore s = {dist[0]:.2f}", fontsize=7)
         for j, (d, (t, rr, cc)) in enumerate(zip(dist, src)):
-            self.axs[2 + j].imshow(crop_cell(_hwc(self.train_images[t]), self.grid, rr, cc, self.context)[0])
+            self.axs[2 + j].imshow(crop_cell(to_hwc(self.train_images[t]), self.grid, rr, cc, self.context)[0])
             self.axs[2 + j].set_title(f"#{j + 1}: d = {d:.2f}\ntrain {t} ({rr}, {cc})", fontsize=7)
         self.axs[0].set_xlabel("orange box: the patch", fontsize=7)
         self.axs[2].set_xlabel("nearest memory-bank patches", fontsize=7)
@@ -206,6 +205,6 @@ class PatchExplainWidget(FigureWidget):
         "Build from a fitted detector: embeds the test images; the bank's provenance is the detector's `bank_source`."
         with torch.no_grad(): test_f = model.embed(model.features(test_dataset).to(model.device)).float().cpu()
         sources = np.asarray(model.bank_source)  # (training image, row, col) of each bank row, kept by `fit`
-        ims = lambda ds: torch.stack([model.transform.denormalize(s["image"]) for s in (model._own(ds)[i] for i in range(len(ds)))])
+        ims = lambda ds: torch.stack([model.transform.denormalize(s["image"]) for s in (ds.with_transform(model.transform)[i] for i in range(len(ds)))])
         names = [f"{i}: {it.defect}" for i, it in enumerate(test_dataset.items)]
         return cls(ims(test_dataset), test_f, model.bank, sources, ims(train_dataset), names=names, index=model.index, **kwargs)
