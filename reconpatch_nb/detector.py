@@ -163,7 +163,6 @@ class PatchCore:
             raise ValueError(f"expected an AnomalyDataset (e.g. MVTecAD, BTAD, FolderDataset), got {type(dataset).__name__}")
         return dataset.with_transform(self.transform)
 
-    def _own(self, dataset): return self._dataset(dataset)  # old name, kept until viz/widgets use `with_transform`
 
     def features(self, dataset:AnomalyDataset) -> Tensor: # (n, h, w, C') frozen patch features p, on the CPU
         "Frozen patch features of every image of `dataset`, with this model's pre-processing."
