@@ -25,16 +25,18 @@ import reconpatch_nb
 from .core import safe_load
 from .data import BTAD, MAX_IMAGE_PIXELS, MIN_IMAGE_SIZE, MVTecAD, AnomalyDataset, list_categories, load_image
 from .detector import DETECTORS, PatchCore, Prediction
-from .reconpatch import TRAIN_DEFAULTS  # (importing it registers "reconpatch" in DETECTORS)
+from .elpv import ELPV
+from .reconpatch import ReConPatch  # defines (and so registers) the "reconpatch" detector
+from .train import TrainConfig
 from .synthetic import embedded_data_root
 from .viz import save_segmentation_pngs
 
 # %% auto #0
-__all__ = ['MANIFEST', 'METRIC_COLUMNS', 'DEMO_RECONPATCH', 'RECONPATCH_OPTIONS', 'SEGMENTATION_DPI', 'PREDICT_CHUNK',
-           'CLI_ERRORS', 'open_dataset', 'resize_for', 'make_detector', 'run_category', 'atomic_write_bytes',
-           'atomic_copy', 'write_json', 'png_bytes', 'read_manifest', 'OutputFolder', 'is_model_file',
-           'check_model_path', 'load_model', 'format_table', 'check_method_options', 'method_options', 'cmd_demo',
-           'cmd_evaluate', 'heatmap_name', 'cmd_predict', 'build_parser', 'main']
+__all__ = ['MANIFEST', 'METRIC_COLUMNS', 'DEMO_RECONPATCH', 'PAPER_SCHEDULE', 'RECONPATCH_OPTIONS', 'SEGMENTATION_DPI',
+           'PREDICT_CHUNK', 'CLI_ERRORS', 'open_dataset', 'resize_for', 'make_detector', 'run_category',
+           'atomic_write_bytes', 'atomic_copy', 'write_json', 'png_bytes', 'read_manifest', 'OutputFolder',
+           'is_model_file', 'check_model_path', 'load_model', 'format_table', 'check_method_options', 'method_options',
+           'cmd_demo', 'cmd_evaluate', 'heatmap_name', 'cmd_predict', 'cmd_export', 'build_parser', 'main']
 
 # %% ../nbs/13_cli.ipynb #ad89e295
 def open_dataset(root:str|Path, # dataset root holding category folders
@@ -262,10 +264,10 @@ def format_table(results:dict, # {category: {method: metrics}}
     return "\n".join([line(head), line(["-" * w for w in widths])] + [line(r) for r in rows])
 
 # %% ../nbs/13_cli.ipynb #b601dc31
-# `reconpatch demo` trains ReConPatch on a short schedule: 4 epochs at lr 1e-3 with EMA rate 0.99, the setting chosen
-# on a separate validation dataset in notebook 90 (at the paper's lr 1e-5 and 0.999, f barely moves in so few steps).
-# The paper's schedule is one flag away: --paper-schedule (or --epochs 120 --lr 1e-5 --gamma 0.999).
-DEMO_RECONPATCH = dict(epochs=4, lr=1e-3, gamma=0.99)
+# `reconpatch demo` and `evaluate` train ReConPatch with the package default `TrainConfig()`, the recipe chosen on the
+# validation splits in notebook 90; the paper's schedule is one flag away: --paper-schedule.
+DEMO_RECONPATCH = {k: getattr(TrainConfig(), k) for k in ("epochs", "lr", "gamma", "center")} # the default schedule, as shown in --help
+PAPER_SCHEDULE = {k: getattr(TrainConfig.paper(), k) for k in DEMO_RECONPATCH} # --paper-schedule
 RECONPATCH_OPTIONS = ("epochs", "lr", "gamma", "patches_per_step") # CLI options that only ReConPatch uses
 SEGMENTATION_DPI = 110 # resolution of the overlay PNGs
 
@@ -293,7 +295,7 @@ def _staged_overlays(model, test, staging:Path, rel:str, pred, n:int|None=None) 
 def cmd_demo(args) -> dict:
     "Every method on every embedded category: table, metrics.json, overlays."
     check_method_options(args.methods, args)
-    preset = {k: TRAIN_DEFAULTS[k] for k in DEMO_RECONPATCH} if args.paper_schedule else DEMO_RECONPATCH
+    preset = PAPER_SCHEDULE if args.paper_schedule else DEMO_RECONPATCH
     out = OutputFolder(args.out, args.overwrite, "demo")
     root = embedded_data_root()
     categories = args.categories or list_categories(root)
@@ -323,15 +325,22 @@ def cmd_evaluate(args) -> dict:
     check_method_options([args.method], args)
     out = OutputFolder(args.out, args.overwrite, "evaluate")
     model_path = check_model_path(args.save_model) if args.save_model else None
-    train, test = (open_dataset(args.data_root, args.category, s, args.layout, args.strict, args.max_image_pixels).check_files()
-                   for s in ("train", "test"))
+    if args.dataset == "elpv":  # read from the installed elpv-dataset package: the protocol's train and test splits
+        if args.data_root is not None: raise ValueError("--data-root is for --dataset folder: ELPV is read from the installed elpv-dataset package")
+        train, test = (ELPV(args.category, s).check_files() for s in ("train", "test"))
+    else:
+        if args.data_root is None: raise ValueError("--data-root is required with --dataset folder (or use --dataset elpv)")
+        train, test = (open_dataset(args.data_root, args.category, s, args.layout, args.strict, args.max_image_pixels).check_files()
+                       for s in ("train", "test"))
     model_rel = _rel_in(model_path, out.path) if model_path is not None else None
     if model_rel is not None and (model_rel in (".", "metrics.json", MANIFEST) or model_rel.startswith("overlays/")):
         raise ValueError(f"--save-model {model_path} would overwrite this run's own {model_rel} in --out: choose another name")
     model = make_detector(args.method, backbone=args.backbone, image_size=args.image_size, seed=args.seed,
-                          progress=not args.quiet, checkpoint=args.checkpoint, **method_options(args.method, args))
+                          progress=not args.quiet, checkpoint=args.checkpoint,
+                          **method_options(args.method, args, PAPER_SCHEDULE if args.paper_schedule else None))
     m, pred = run_category(model, train, test)
-    m.update(category=args.category, data_root=str(args.data_root), image_size=args.image_size)
+    m.update(category=args.category, dataset=args.dataset, image_size=args.image_size,
+             data_root=str(args.data_root) if args.data_root is not None else "elpv-dataset package")
     with tempfile.TemporaryDirectory(prefix="reconpatch_") as tmp:
         staging = Path(tmp)
         files = {"metrics.json": write_json(m, staging / "metrics.json")}
@@ -382,6 +391,20 @@ def cmd_predict(args) -> dict:
     for p, why in unreadable.items(): print(f"reconpatch predict: skipped {p}: {why}", file=sys.stderr)
     return scores
 
+def cmd_export(args) -> dict:
+    "Export a saved model as one ONNX graph: pre-processed images (B, 3, H, W) -> image scores (B,), anomaly maps (B, H, W)."
+    from .export import export_onnx  # onnx is needed only here
+    model = load_model(args.model)
+    out = Path(args.out)
+    if out.is_dir(): raise ValueError(f"--out {out} is a folder: give the .onnx file to write")
+    if out.exists() and not args.overwrite: raise ValueError(f"--out {out} exists: pass --overwrite to replace it")
+    path = export_onnx(model, out, opset=args.opset)
+    crop = model.config["crop"]
+    info = {"model": Path(args.model).name, "out": path.name, "megabytes": round(path.stat().st_size / 2**20, 2), "method": model.method,
+            "input": ["batch", 3, crop, crop], "outputs": {"scores": ["batch"], "maps": ["batch", crop, crop]}}
+    print(json.dumps(info, indent=1))
+    return info
+
 # %% ../nbs/13_cli.ipynb #063ebd74
 class _Parser(argparse.ArgumentParser):
     "An argument parser whose errors are one line on stderr (exit status 2), without the usage block."
@@ -424,17 +447,21 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="all methods on the embedded data")
     common(d)
     d.add_argument("--paper-schedule", action="store_true",
-                   help="train ReConPatch with the paper's schedule (120 epochs, lr 1e-5, EMA 0.999) instead of the demo's "
-                        f"({DEMO_RECONPATCH['epochs']} epochs, lr {DEMO_RECONPATCH['lr']:g}, EMA {DEMO_RECONPATCH['gamma']})")
+                   help=f"train ReConPatch with the paper's schedule ({PAPER_SCHEDULE['epochs']} epochs, lr {PAPER_SCHEDULE['lr']:g}, "
+                        f"EMA {PAPER_SCHEDULE['gamma']}, no centring) instead of the default ({DEMO_RECONPATCH['epochs']} epochs, "
+                        f"lr {DEMO_RECONPATCH['lr']:g}, EMA {DEMO_RECONPATCH['gamma']}, centring {DEMO_RECONPATCH['center']!r})")
     d.add_argument("--methods", nargs="+", default=list(DETECTORS), choices=list(DETECTORS))
     d.add_argument("--categories", nargs="+", default=None, help="subset of the embedded categories")
     d.add_argument("--out", default="reconpatch_out", help="output folder (default: %(default)s)")
     e = sub.add_parser("evaluate", help="fit and evaluate on one category of a dataset folder")
     common(e)
-    e.add_argument("--data-root", required=True, help="MVTec AD / BTAD root or any folder in MVTec layout")
+    e.add_argument("--dataset", default="folder", choices=["folder", "elpv"],
+                   help="'folder': --data-root in MVTec/BTAD layout; 'elpv': the ELPV solar cells (pip install elpv-dataset)")
+    e.add_argument("--data-root", default=None, help="MVTec AD / BTAD root or any folder in MVTec layout (with --dataset folder)")
     e.add_argument("--category", required=True)
     e.add_argument("--layout", default="auto", choices=["auto", "mvtec", "btad"])
     e.add_argument("--method", default="patchcore", choices=list(DETECTORS))
+    e.add_argument("--paper-schedule", action="store_true", help="with --method reconpatch: the paper's training schedule (see `demo --help`)")
     e.add_argument("--checkpoint", default=None, help="local backbone weights file (for offline wide_resnet50_2)")
     e.add_argument("--save-model", default=None, help="also save the fitted model to this file")
     e.add_argument("--strict", action="store_true", help="an empty mask of a defective test image is an error, not a warning")
@@ -447,6 +474,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true",
                    help="write into a non-empty --out folder that reconpatch did not write (its files are never replaced)")
     p.add_argument("--max-image-pixels", **pixels)
+    x = sub.add_parser("export", help="export a saved model as one ONNX graph (images -> scores, maps)")
+    x.add_argument("--model", required=True, help="a file written by `evaluate --save-model` or `.save()`")
+    x.add_argument("--format", default="onnx", choices=["onnx"], help="export format (default: %(default)s)")
+    x.add_argument("--out", required=True, help="the .onnx file to write")
+    x.add_argument("--opset", type=_number(int, 13, what="an ONNX opset >= 13"), default=17, help="ONNX opset (default: %(default)s)")
+    x.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     return ap
 
 CLI_ERRORS = (ValueError, RuntimeError, OSError) # reported as one line (FileNotFoundError and PermissionError are OSErrors)
@@ -461,7 +494,7 @@ def main(argv:list|None=None, # arguments (default: sys.argv[1:])
         print(f"{prefix}: warning: {' '.join(str(message).split())}", file=sys.stderr)
     with warnings.catch_warnings():
         warnings.showwarning = one_line
-        try: {"demo": cmd_demo, "evaluate": cmd_evaluate, "predict": cmd_predict}[args.command](args)
+        try: {"demo": cmd_demo, "evaluate": cmd_evaluate, "predict": cmd_predict, "export": cmd_export}[args.command](args)
         except CLI_ERRORS as e:
             print(f"{prefix}: error: {' '.join(str(e).split())}", file=sys.stderr)
             return 2
