@@ -162,7 +162,7 @@ class TrainConfig:
     steps_per_epoch:int|None = None # None: one pass over all patches (`default_steps_per_epoch`)
     variant:str = "paper" # contextual similarity: "paper" (Eq. 2-5 as written) or "stml" (STML's code)
     normalize:bool = True # L2-normalise z̄ before Eq. 1-5 [choice, as STML]
-    center:str = "none" # centre z̄ before normalising: "none" (paper), "batch" or "running" (EMA of the batch mean)
+    center:str = "batch" # centre z̄ before normalising: "none" (paper), "batch" (chosen on validation data, 90_results) or "running"
 
     def __post_init__(self):
         _check_number("epochs", self.epochs, 1, integer=True); _check_number("lr", self.lr, 0, lo_open=True)
