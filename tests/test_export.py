@@ -62,3 +62,16 @@ def test_unfitted_model_is_refused(tmp_path):
     with pytest.raises(ValueError, match="must be a fitted detector"):
         export_onnx(PatchCore(progress=False, device="cpu"), tmp_path / "m.onnx")
     assert not list(tmp_path.iterdir())
+
+
+def test_cli_export(data, tmp_path, capsys):
+    "`reconpatch export` writes the same graph from a saved model, and refuses to replace a file without --overwrite."
+    from reconpatch_nb.cli import main
+    p_train, test, images = data
+    model = PatchCore(coreset_ratio=0.01, progress=False, device="cpu").fit_features(p_train)
+    saved, out = model.save(tmp_path / "model.pt"), tmp_path / "model.onnx"
+    assert main(["export", "--model", str(saved), "--out", str(out)]) == 0 and out.is_file()
+    scores, _ = onnx_predict(out, images[:2], fresh_process=False)
+    np.testing.assert_allclose(scores, model.predict(images[:2]).scores.numpy(), rtol=1e-4)
+    assert main(["export", "--model", str(saved), "--out", str(out)]) == 2
+    assert "exists: pass --overwrite" in capsys.readouterr().err
