@@ -22,7 +22,7 @@ from .metrics import compute_metrics
 from .scoring import INDEX_KINDS, NearestNeighbourIndex, anomaly_maps, image_scores, patch_scores
 
 # %% auto #0
-__all__ = ['DETECTORS', 'FORMAT_VERSION', 'Prediction', 'PatchCoreConfig', 'PatchCore']
+__all__ = ['DETECTORS', 'FORMAT_VERSION', 'Prediction', 'PatchCoreConfig', 'PatchCore', 'evaluate_prediction']
 
 # %% ../nbs/06_detector.ipynb #bb690205
 @dataclass
@@ -269,14 +269,7 @@ class PatchCore:
                 ) -> dict:
         "Image AUROC, pixel AUROC, AUPRO and F1-max of `pred` (computed when None) on `test`; pixel metrics None without masks."
         if pred is None: pred = self.predict(test)
-        if len(pred) != len(test): raise ValueError(f"pred has {len(pred)} images but test has {len(test)}")
-        masks = None
-        if test.has_masks:  # masks only: the images were already read by `predict`
-            own = self._dataset(test)
-            masks = torch.stack([own.mask(i)[0] for i in range(len(own))])
-        m = compute_metrics(test.labels, pred.scores.numpy(), masks, pred.maps)
-        m.update(n_test=len(test), predict_seconds=pred.seconds)
-        return m
+        return evaluate_prediction(self._dataset(test), pred, pred.seconds)
 
     # --- saving ------------------------------------------------------------------------------
     def _extra_state(self) -> dict: return {}
@@ -321,3 +314,17 @@ class PatchCore:
         return model
 
 DETECTORS[PatchCore.method] = PatchCore  # the base class itself (`__init_subclass__` runs only for subclasses)
+
+def evaluate_prediction(test:AnomalyDataset, # test images with labels, pre-processed as the model that made `pred`
+                        pred:Prediction, # image scores and anomaly maps of `test`
+                        predict_seconds:float|None=None, # how long the prediction took, reported as is
+                       ) -> dict:
+    "Image AUROC, pixel AUROC, AUPRO and F1-max of `pred` on `test`; pixel metrics None without masks."
+    if len(pred) != len(test): raise ValueError(f"pred has {len(pred)} images but test has {len(test)}")
+    masks = None
+    if test.has_masks:  # masks only: the images were already read by `predict`
+        masks = torch.stack([test.mask(i)[0] for i in range(len(test))])
+    m = compute_metrics(test.labels, pred.scores.numpy(), masks, pred.maps)
+    m.update(n_test=len(test), predict_seconds=predict_seconds)
+    return m
+

@@ -17,8 +17,7 @@ from torch import Tensor
 import reconpatch_nb
 from .core import atomic_save, safe_load
 from .data import AnomalyDataset
-from .detector import PatchCore, Prediction
-from .metrics import compute_metrics
+from .detector import PatchCore, Prediction, evaluate_prediction
 from .scoring import anomaly_maps, mad_standardize
 
 # %% auto #0
@@ -173,14 +172,7 @@ class Ensemble:
                 ) -> dict:
         "Image AUROC, pixel AUROC, AUPRO and F1-max of the ensemble (masks at the largest member's input size)."
         if pred is None: pred = self.predict(test)
-        if len(pred) != len(test): raise ValueError(f"pred has {len(pred)} images but test has {len(test)}")
-        masks = None
-        if test.has_masks:
-            own = test.with_transform(self.members[self.ref].transform)
-            masks = torch.stack([own.mask(i)[0] for i in range(len(own))])
-        m = compute_metrics(test.labels, pred.scores.numpy(), masks, pred.maps)
-        m.update(n_test=len(test), predict_seconds=self.timings.get("predict_seconds"))
-        return m
+        return evaluate_prediction(test.with_transform(self.members[self.ref].transform), pred, self.timings.get("predict_seconds"))
 
     # --- saving ------------------------------------------------------------------------------
     def save(self, path:str|Path) -> Path:
