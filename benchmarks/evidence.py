@@ -36,18 +36,16 @@ from reconpatch_nb.elpv import ELPV, ELPV_TYPES  # noqa: E402
 from reconpatch_nb.ema import ReConPatchHead  # noqa: E402
 from reconpatch_nb.metrics import compute_metrics  # noqa: E402
 from reconpatch_nb.reconpatch import ReConPatch  # noqa: E402
-from reconpatch_nb.synthetic import EMBEDDED_CATEGORIES  # noqa: E402
+from reconpatch_nb.synthetic import EMBEDDED_CATEGORIES, embedded_benchmark_root  # noqa: E402
 
 RESULTS = HERE / "results_evidence.jsonl"
 CATEGORIES = {"elpv": ELPV_TYPES, "embedded": EMBEDDED_CATEGORIES}
 RATIOS = {"patchcore10": 0.1, "patchcore1": 0.01}
-LINEAR = ("pca512", "whiten512")  # PatchCore 1 % on a fixed linear f: PCA to 512-d, or PCA + whitening
 
 
 def dataset(name: str, category: str, split: str):
     "The train / val / test split of one category of a benchmark."
     if name == "elpv": return ELPV(category, split)
-    from reconpatch_nb.synthetic import embedded_benchmark_root
     root = embedded_benchmark_root()
     if split == "train": return MVTecAD(root / "eval", category, "train")
     return MVTecAD(root / ("val" if split == "val" else "eval"), category, "test")
@@ -101,16 +99,6 @@ def epoch_metrics(model: ReConPatch, epoch: int, p: torch.Tensor, ev: dict, seed
     return evaluate(pc, {**ev, "p": f_ev})[0]
 
 
-def linear_map(p: torch.Tensor, kind: str, dim: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
-    "A linear f fitted on the training patches: (mean, W) with f(x) = (x - mean) @ W; PCA, or PCA + whitening."
-    x = p.reshape(-1, p.shape[-1]).double()
-    mean = x.mean(0)
-    evals, evecs = torch.linalg.eigh(torch.cov((x - mean).T))          # ascending
-    W = evecs[:, -dim:].flip(1)
-    if kind == "whiten512": W = W / evals[-dim:].flip(0).clamp_min(1e-12).sqrt()
-    return mean.float(), W.float()
-
-
 def run(args):
     cache = Path(args.cache)
     recipe = json.loads(args.recipe)
@@ -126,19 +114,14 @@ def run(args):
                     if tr is None: tr, ev = features(cache, name, category, "train"), features(cache, name, category, args.split)
                     p = tr["p"].float()
                     t0 = time.perf_counter()
-                    ev_run = ev
-                    if method in LINEAR:
-                        mean, W = linear_map(p, method)
-                        p, ev_run = (p - mean) @ W, {**ev, "p": (ev["p"].float() - mean) @ W}
-                        model = PatchCore(coreset_ratio=0.01, seed=seed, progress=False)
-                    elif method in RATIOS:
+                    if method in RATIOS:
                         model = PatchCore(coreset_ratio=RATIOS[method], seed=seed, progress=False)
                     else:
                         epochs = recipe.get("epochs", ReConPatch().config["epochs"])
                         model = ReConPatch(seed=seed, progress=False, checkpoint_epochs=tuple(range(epochs + 1)) if args.dynamics else (), **recipe)
                     model.fit_features(p, p[:1])  # normal-image scores (for a threshold) of one image only: not needed here
                     fit_s = time.perf_counter() - t0
-                    m, scores, sec = evaluate(model, ev_run)
+                    m, scores, sec = evaluate(model, ev)
                     per_epoch = {e: epoch_metrics(model, e, p, ev, seed) for e in sorted(getattr(model, "checkpoints", {}))}
                     rec = {"key": key, "dataset": name, "category": category, "split": args.split, "method": label,
                            "recipe": recipe if method == "reconpatch" else {}, "seed": seed, "metrics": m,
@@ -159,7 +142,7 @@ def main(argv=None):
     ap.add_argument("--datasets", nargs="+", default=["elpv", "embedded"], choices=list(CATEGORIES))
     ap.add_argument("--categories", nargs="+")
     ap.add_argument("--split", default="val", choices=["val", "test"])
-    ap.add_argument("--methods", nargs="+", default=["patchcore10", "patchcore1"], choices=[*RATIOS, *LINEAR, "reconpatch"])
+    ap.add_argument("--methods", nargs="+", default=["patchcore10", "patchcore1"], choices=[*RATIOS, "reconpatch"])
     ap.add_argument("--recipe", default="{}", help="JSON of ReConPatch arguments")
     ap.add_argument("--name", default="default", help="name of the ReConPatch recipe in the results")
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
