@@ -1,0 +1,152 @@
+"""Ablations of PatchCore and ReConPatch on validation data: bank size, dimension of f, feature levels, patch size, α, k, m.
+
+Every run appends one JSON line to benchmarks/results_ablations.jsonl (resumable: a run already there is skipped);
+`20_ablations` reads that file, draws the figures and writes benchmarks/results_ablations.md.
+
+Usage:
+    python benchmarks/ablations.py --study bank --datasets embedded --seeds 0 1 2
+    python benchmarks/ablations.py --study dim alpha k margin --datasets embedded --seeds 0 1 2
+    python benchmarks/ablations.py --study levels patch --datasets embedded --seeds 0 1
+    python benchmarks/ablations.py --study bank dim --datasets elpv --seeds 0
+
+Protocol: every number comes from the validation split (the test split is never read here). One setting is
+changed at a time, the rest is the default (`PatchCoreConfig()` / `TrainConfig()`). Features of the default
+extractor are shared with `evidence.py` (same cache); other levels and patch sizes are extracted once and cached.
+In the `bank` study, ReConPatch trains f once per seed and builds every bank size from the same f(p).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+
+from evidence import CATEGORIES, dataset, evaluate, features  # noqa: E402
+from reconpatch_nb.coreset import ApproximateGreedyCoreset  # noqa: E402
+from reconpatch_nb.core import atomic_save, safe_load  # noqa: E402
+from reconpatch_nb.detector import PatchCore  # noqa: E402
+from reconpatch_nb.reconpatch import ReConPatch  # noqa: E402
+
+RESULTS = HERE / "results_ablations.jsonl"
+# study -> the settings tried; the default of each is among them (so every curve holds the default recipe)
+STUDIES = {
+    "bank": [0.001, 0.0025, 0.01, 0.025, 0.1, 0.25],   # coreset ratio, both methods
+    "dim": [64, 128, 256, 512, 1024],                   # repr_dim of f (ReConPatch; PatchCore's p stays 1024)
+    "alpha": [0.0, 0.25, 0.5, 0.75, 1.0],               # α of Eq. 6: 1 = pairwise only, 0 = contextual only
+    "k": [2, 5, 10, 20],                                # k of Eq. 2
+    "margin": [0.25, 0.5, 1.0, 2.0],                    # m of Eq. 7
+    "levels": [[2], [3], [2, 3], [1, 2, 3]],            # backbone levels (stride 8 = 2, 16 = 3, 4 = 1), both methods
+    "patch": [1, 3, 5],                                 # neighbourhood s of the aggregation, both methods
+}
+BOTH = {"bank", "levels", "patch"}    # studies where PatchCore (1 % bank, as ReConPatch) runs too
+MAX_BANK = {"elpv": 0.05}             # ELPV has 156,800 training patches: larger coresets cost hours on 2 cores
+
+
+def variant_features(cache: Path, name: str, category: str, split: str, layers=None, patch_size: int = 3) -> dict:
+    "Frozen features with other levels or another patch size (the default extractor's come from `evidence.features`)."
+    if layers is None and patch_size == 3: return features(cache, name, category, split)
+    tag = f"L{''.join(map(str, layers or [2, 3]))}_s{patch_size}"
+    f = cache / f"{name}_{category}_{split}_{tag}.pt"
+    if f.exists(): return safe_load(f)
+    ds = dataset(name, category, split)
+    model = PatchCore(layers=layers, patch_size=patch_size, progress=False)
+    p = model.features(ds)
+    out = {"p": p.half(), "labels": torch.as_tensor(ds.labels)}
+    if ds.has_masks:
+        own = ds.with_transform(model.transform)
+        out["masks"] = torch.stack([own.mask(i)[0] for i in range(len(own))]).to(torch.uint8)
+    atomic_save(out, f)
+    return out
+
+
+def done_keys() -> set:
+    if not RESULTS.exists(): return set()
+    return {json.dumps(json.loads(line)["key"]) for line in RESULTS.read_text().splitlines() if line.strip()}
+
+
+def append(rec: dict):
+    fd = os.open(RESULTS, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try: os.write(fd, (json.dumps(rec) + "\n").encode())
+    finally: os.close(fd)
+
+
+def record(key, m, fit_s, model, extra=None):
+    rec = {"key": key, "dataset": key[0], "category": key[1], "study": key[2], "method": key[3], "setting": key[4],
+           "seed": key[5], "metrics": m, "fit_seconds": round(fit_s, 2), "bank": list(model.bank.shape),
+           "threads": torch.get_num_threads(), **(extra or {})}
+    append(rec)
+    print(f"{key}: image AUROC {m['image_auroc']:.4f} fit {fit_s:.0f} s", flush=True)
+
+
+def run_study(study: str, name: str, category: str, seeds, cache: Path, done: set):
+    settings = [s for s in STUDIES[study] if study != "bank" or s <= MAX_BANK.get(name, 1)]
+    for seed in seeds:
+        if study == "bank":
+            todo = [(m, r) for m in ("patchcore", "reconpatch") for r in settings
+                    if json.dumps([name, category, study, m, r, seed]) not in done]
+            if not todo: continue
+            tr, ev = features(cache, name, category, "train"), features(cache, name, category, "val")
+            p = tr["p"].float()
+            rp = None
+            for method, r in todo:
+                t0 = time.perf_counter()
+                if method == "patchcore":
+                    model = PatchCore(coreset_ratio=r, seed=seed, progress=False).fit_features(p, p[:1])
+                    m = evaluate(model, ev)[0]
+                else:
+                    if rp is None: rp = ReConPatch(seed=seed, progress=False).fit_features(p, p[:1])
+                    model = rp  # the same f, a bank of another size
+                    model.sampler = ApproximateGreedyCoreset(r, seed=seed, progress=False)
+                    model.build_bank(p)
+                    m = evaluate(model, ev)[0]
+                key = [name, category, study, method, r, seed]
+                record(key, m, time.perf_counter() - t0, model); done.add(json.dumps(key))
+            continue
+        for s in settings:
+            for method in (("patchcore", "reconpatch") if study in BOTH else ("reconpatch",)):
+                key = [name, category, study, method, s, seed]
+                if json.dumps(key) in done: continue
+                kw = {"layers": s} if study == "levels" else {"patch_size": s} if study == "patch" else {}
+                tr = variant_features(cache, name, category, "train", **kw)
+                ev = variant_features(cache, name, category, "val", **kw)
+                p = tr["p"].float()
+                t0 = time.perf_counter()
+                if method == "patchcore":
+                    model = PatchCore(coreset_ratio=0.01, seed=seed, progress=False)
+                else:
+                    train = {"repr_dim": s} if study == "dim" else {study: s} if study in ("alpha", "k", "margin") else {}
+                    model = ReConPatch(seed=seed, progress=False, **train)
+                model.fit_features(p, p[:1])
+                m = evaluate(model, ev)[0]
+                record(key, m, time.perf_counter() - t0, model, {"patches": list(p.shape)})
+                done.add(json.dumps(key))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--study", nargs="+", required=True, choices=list(STUDIES))
+    ap.add_argument("--cache", default=os.environ.get("RECONPATCH_CACHE", str(Path.home() / ".cache" / "reconpatch_nb" / "evidence")))
+    ap.add_argument("--datasets", nargs="+", default=["embedded"], choices=list(CATEGORIES))
+    ap.add_argument("--categories", nargs="+")
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    cache = Path(args.cache); cache.mkdir(parents=True, exist_ok=True)
+    done = done_keys()
+    for study in args.study:
+        for name in args.datasets:
+            for category in (args.categories or CATEGORIES[name]):
+                run_study(study, name, category, args.seeds, cache, done)
+
+
+if __name__ == "__main__":
+    main()
