@@ -11,7 +11,8 @@ Usage:
 
 Protocol: every number comes from the validation split (the test split is never read here). One setting is
 changed at a time, the rest is the default (`PatchCoreConfig()` / `TrainConfig()`). Features of the default
-extractor are shared with `evidence.py` (same cache); other levels and patch sizes are extracted once and cached.
+extractor are shared with `evidence.py` (same cache, `evidence.features`); other levels and patch sizes are extracted once
+and cached there too.
 In the `bank` study, ReConPatch trains f once per seed and builds every bank size from the same f(p).
 """
 from __future__ import annotations
@@ -31,7 +32,6 @@ sys.path.insert(0, str(HERE))
 
 from evidence import CATEGORIES, dataset, evaluate, features  # noqa: E402
 from reconpatch_nb.coreset import ApproximateGreedyCoreset  # noqa: E402
-from reconpatch_nb.core import atomic_save, safe_load  # noqa: E402
 from reconpatch_nb.detector import PatchCore  # noqa: E402
 from reconpatch_nb.reconpatch import ReConPatch  # noqa: E402
 
@@ -48,23 +48,6 @@ STUDIES = {
 }
 BOTH = {"bank", "levels", "patch"}    # studies where PatchCore (1 % bank, as ReConPatch) runs too
 MAX_BANK = {"elpv": 0.05}             # ELPV has 156,800 training patches: larger coresets cost hours on 2 cores
-
-
-def variant_features(cache: Path, name: str, category: str, split: str, layers=None, patch_size: int = 3) -> dict:
-    "Frozen features with other levels or another patch size (the default extractor's come from `evidence.features`)."
-    if layers is None and patch_size == 3: return features(cache, name, category, split)
-    tag = f"L{''.join(map(str, layers or [2, 3]))}_s{patch_size}"
-    f = cache / f"{name}_{category}_{split}_{tag}.pt"
-    if f.exists(): return safe_load(f)
-    ds = dataset(name, category, split)
-    model = PatchCore(layers=layers, patch_size=patch_size, progress=False)
-    p = model.features(ds)
-    out = {"p": p.half(), "labels": torch.as_tensor(ds.labels)}
-    if ds.has_masks:
-        own = ds.with_transform(model.transform)
-        out["masks"] = torch.stack([own.mask(i)[0] for i in range(len(own))]).to(torch.uint8)
-    atomic_save(out, f)
-    return out
 
 
 def done_keys() -> set:
@@ -115,8 +98,8 @@ def run_study(study: str, name: str, category: str, seeds, cache: Path, done: se
                 key = [name, category, study, method, s, seed]
                 if json.dumps(key) in done: continue
                 kw = {"layers": s} if study == "levels" else {"patch_size": s} if study == "patch" else {}
-                tr = variant_features(cache, name, category, "train", **kw)
-                ev = variant_features(cache, name, category, "val", **kw)
+                tr = features(cache, name, category, "train", **kw)
+                ev = features(cache, name, category, "val", **kw)
                 p = tr["p"].float()
                 t0 = time.perf_counter()
                 if method == "patchcore":

@@ -51,12 +51,13 @@ def dataset(name: str, category: str, split: str):
     return MVTecAD(root / ("val" if split == "val" else "eval"), category, "test")
 
 
-def features(cache: Path, name: str, category: str, split: str) -> dict:
-    "Frozen patch features of a split (cached as float16), its labels and (embedded) its masks."
-    f = cache / f"{name}_{category}_{split}.pt"
+def features(cache: Path, name: str, category: str, split: str, layers=None, patch_size: int = 3) -> dict:
+    "Frozen patch features of a split (cached as float16), its labels and (embedded) its masks; other levels / patch sizes for ablations."
+    tag = "" if layers is None and patch_size == 3 else f"_L{''.join(map(str, layers or [2, 3]))}_s{patch_size}"
+    f = cache / f"{name}_{category}_{split}{tag}.pt"
     if f.exists(): return safe_load(f)
     ds = dataset(name, category, split)
-    model = PatchCore(progress=sys.stderr.isatty())
+    model = PatchCore(layers=layers, patch_size=patch_size, progress=sys.stderr.isatty())
     t0 = time.perf_counter()
     p = model.features(ds)
     out = {"p": p.half(), "labels": torch.as_tensor(ds.labels), "seconds": time.perf_counter() - t0}
