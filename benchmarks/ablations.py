@@ -30,7 +30,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-from evidence import CATEGORIES, dataset, evaluate, features  # noqa: E402
+from evidence import CATEGORIES, evaluate, features  # noqa: E402
 from reconpatch_nb.coreset import ApproximateGreedyCoreset  # noqa: E402
 from reconpatch_nb.detector import PatchCore  # noqa: E402
 from reconpatch_nb.reconpatch import ReConPatch  # noqa: E402

@@ -36,21 +36,13 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from reconpatch_nb.coreset import approximate_greedy_coreset  # noqa: E402
+from _common import gaussian_features, loadavg, synthetic_features  # noqa: E402
 
 
-def make_features(n: int, dim: int, kind: str, seed: int = 0, chunk: int = 16384) -> torch.Tensor:
+def make_features(n: int, dim: int, kind: str, seed: int = 0) -> torch.Tensor:
     "Seeded (n, dim) features: i.i.d. Gaussian, or patch-like (1000 modes in a 64-d latent space lifted to dim, plus noise)."
-    gen = torch.Generator().manual_seed(seed)
-    out = torch.empty(n, dim)
-    if kind == "gaussian":
-        for s in range(0, n, chunk): out[s:s + chunk] = torch.randn(min(chunk, n - s), dim, generator=gen)
-        return out
-    modes, lift = torch.randn(1000, 64, generator=gen), torch.randn(64, dim, generator=gen) / 8
-    for s in range(0, n, chunk):
-        m = min(chunk, n - s)
-        lat = modes[torch.randint(0, 1000, (m,), generator=gen)] + 0.3 * torch.randn(m, 64, generator=gen)
-        out[s:s + m] = lat @ lift + 0.05 * torch.randn(m, dim, generator=gen)
-    return out
+    if kind == "gaussian": return gaussian_features(n, dim, seed)
+    return synthetic_features(n, dim, seed, modes=1000, structure_seed=None)
 
 
 def load_kcenter(path: str):
@@ -156,7 +148,7 @@ def main():
              f"{torch.__version__} at {a.threads} thread(s), anomalib {version} (`pip install --no-deps --target DIR anomalib`; "
              f"only `k_center_greedy.py` and `random_projection.py` are loaded), {dt.datetime.now().isoformat(timespec='seconds')}.  ",
              f"Load average (1/5/15 min) at start {' / '.join(f'{x:.2f}' for x in load0)}, at end "
-             f"{' / '.join(f'{x:.2f}' for x in os.getloadavg())}; wall time {time.perf_counter() - t_start:.0f} s.", "",
+             f"{loadavg()}; wall time {time.perf_counter() - t_start:.0f} s.", "",
              f"Both samplers timed in alternating rounds in one process ({a.reps} rounds, medians): set-up, then per-pick "
              f"time over the first {a.picks} picks (ours: `approximate_greedy_coreset` with 1 + {a.picks} picks minus the "
              f"1-pick call). Ours also ran in full; its per-pick cost falls as the coreset grows (the triangle-inequality "

@@ -32,10 +32,8 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import platform
 import re
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -48,6 +46,8 @@ sys.path.insert(0, str(HERE.parent))
 
 import faiss  # noqa: E402
 
+from _common import cpu_model, loadavg, synthetic_features  # noqa: E402
+
 from reconpatch_nb.detector import PatchCore  # noqa: E402
 from reconpatch_nb.ema import ReConPatchHead  # noqa: E402
 from reconpatch_nb.features import PatchFeatureExtractor, aggregate_patches  # noqa: E402
@@ -57,16 +57,6 @@ PATCHES = 28 * 28  # patches per 224 px image
 
 
 # --- helpers --------------------------------------------------------------------------------
-def cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name:"): return line.split(":", 1)[1].strip()
-    except OSError: pass
-    return platform.processor() or platform.machine()
-
-def loadavg() -> str: return " / ".join(f"{x:.2f}" for x in os.getloadavg())
-
 def machine(threads) -> dict:
     return dict(nproc=os.cpu_count(), cpu=cpu_model(), torch=torch.__version__, faiss=faiss.__version__,
                 threads=threads, date=dt.datetime.now().isoformat(timespec="seconds"))
@@ -74,13 +64,9 @@ def machine(threads) -> dict:
 def set_threads(n: int):
     torch.set_num_threads(n); faiss.omp_set_num_threads(n)
 
-def make_features(n: int, dim: int, seed: int, modes: int = 500) -> torch.Tensor:
-    "Seeded patch-like features: clusters in a 64-d latent space lifted to `dim`, plus noise."
-    g = torch.Generator().manual_seed(1234)  # the same modes for every call (banks and queries agree)
-    centres, lift = torch.randn(modes, 64, generator=g), torch.randn(64, dim, generator=g) / 8
-    g = torch.Generator().manual_seed(seed)
-    lat = centres[torch.randint(0, modes, (n,), generator=g)] + 0.3 * torch.randn(n, 64, generator=g)
-    return (lat @ lift + 0.05 * torch.randn(n, dim, generator=g)).contiguous()
+def make_features(n: int, dim: int, seed: int) -> torch.Tensor:
+    "Seeded patch-like features: clusters in a 64-d latent space lifted to `dim`, plus noise (the same clusters for every call)."
+    return synthetic_features(n, dim, seed)
 
 def timed(fn) -> float:
     t0 = time.perf_counter(); fn(); return time.perf_counter() - t0
@@ -145,7 +131,7 @@ def bench_throughput(models, threads_list, reps) -> list[str]:
 # --- 2. k-NN ----------------------------------------------------------------------------------
 def bench_knn(banks, dims, many_banks, many_images, threads, reps) -> list[str]:
     set_threads(threads)
-    rows, agree_notes = [], []
+    rows = []
     configs = [(m, d, PATCHES) for d in dims for m in banks] + \
               [(m, dims[0], PATCHES * many_images) for m in many_banks]
     for m, d, nq in configs:
@@ -342,7 +328,7 @@ def bench_predict(category, reps, threads) -> list[str]:
         e = m.embed(p)
         sc = patch_scores(idx, e)
         return compute_metrics(test.labels, image_scores(sc).numpy(), masks, anomaly_maps(sc, (m.config["crop"],) * 2, m.config["blur_sigma"]))
-    rows, notes = [], []
+    rows = []
     for key, m in models.items():
         name = f"{key[0]}, {m.index!r}"
         met = m.evaluate(test, preds[key])

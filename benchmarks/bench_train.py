@@ -24,38 +24,19 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
+from _common import cpu_model, loadavg, synthetic_features
+
 HERE = Path(__file__).resolve().parent
 
 
-def cpu_model() -> str:
-    try:
-        for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
-            if line.startswith("Model name:"): return line.split(":", 1)[1].strip()
-    except OSError: pass
-    return platform.processor() or platform.machine()
-
-
-def loadavg() -> str: return " / ".join(f"{x:.2f}" for x in os.getloadavg())
-
-
 def features(n_images: int, seed: int = 0):
-    "Seeded synthetic cached features (n_images, 28, 28, 1024) with cluster structure, built image by image."
-    import torch
-    g = torch.Generator().manual_seed(1234)
-    centres, lift = torch.randn(500, 64, generator=g), torch.randn(64, 1024, generator=g) / 8
-    feats = torch.empty(n_images, 28, 28, 1024)
-    g = torch.Generator().manual_seed(seed)
-    for i in range(n_images):
-        lat = centres[torch.randint(0, 500, (784,), generator=g)] + 0.3 * torch.randn(784, 64, generator=g)
-        feats[i] = (lat @ lift + 0.05 * torch.randn(784, 1024, generator=g)).view(28, 28, 1024)
-    return feats
+    "Seeded synthetic cached features (n_images, 28, 28, 1024) with cluster structure."
+    return synthetic_features(n_images * 784, 1024, seed).view(n_images, 28, 28, 1024)
 
 
 def floor_step(t: dict):
