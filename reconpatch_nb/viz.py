@@ -182,19 +182,19 @@ def draw_layout(ax:plt.Axes, # where to draw (cleared first)
         if legend:
             present = np.unique(v)
             ax.legend([Line2D([], [], ls="", marker="o", color=OKABE_ITO[k]) for k in present],
-                      [colouring.categories[k] for k in present], fontsize=7, loc="upper right", markerscale=1, framealpha=0.8)
+                      [colouring.categories[k] for k in present], fontsize=8, loc="upper right", markerscale=1, framealpha=0.8)
     else:
         sc = ax.scatter(*Y[order].T, c=v[order], cmap="viridis", s=size, linewidths=0)
     lim = lim if lim is not None else float(np.abs(Y).max()) * 1.05
     ax.set_xlim(-lim, lim); ax.set_ylim(-lim, lim); ax.set_aspect("equal")
-    ax.set_xlabel("embedding 1", fontsize=8); ax.set_ylabel("embedding 2", fontsize=8)
-    ax.tick_params(labelsize=7); ax.set_title(frame, fontsize=9)
+    ax.set_xlabel("embedding 1", fontsize=9); ax.set_ylabel("embedding 2", fontsize=9)
+    ax.tick_params(labelsize=8); ax.set_title(frame, fontsize=10)
     return sc
 
 def plot_frames(layouts:dict, # {frame: (N, 2) layout} from `embed_frames`
                 colouring:Colouring, # how to colour the points
                 ncols:int=4, # frames per row
-                panel:float=2.4, # panel size in inches
+                panel:float=3.0, # panel size in inches
                 suptitle:str="Patch features over training (UMAP)", # figure title
                ) -> plt.Figure:
     "Static grid of frames with shared axis limits (paper Fig. 3)."
@@ -209,8 +209,8 @@ def plot_frames(layouts:dict, # {frame: (N, 2) layout} from `embed_frames`
     else:
         present = np.unique(np.concatenate([colouring.at(n) for n in names]))
         fig.legend([Line2D([], [], ls="", marker="o", color=OKABE_ITO[k]) for k in present],
-                   [colouring.categories[k] for k in present], loc="outside right center", fontsize=8, title=colouring.label, title_fontsize=8)
-    fig.suptitle(f"{suptitle}, coloured by {colouring.label}", fontsize=10)
+                   [colouring.categories[k] for k in present], loc="outside right center", fontsize=9, title=colouring.label, title_fontsize=9)
+    fig.suptitle(f"{suptitle}, coloured by {colouring.label}", fontsize=11)
     return fig
 
 # %% ../nbs/14_viz.ipynb #cf18f52a
@@ -219,7 +219,7 @@ def plot_score_distributions(scores:dict, # {model name: (N,) scores}, all of th
                              bins:int=30, # histogram bins
                              normalize:bool=True, # min–max rescale each model's scores to [0, 1] (display only)
                              what:str="image", # 'image' or 'patch': axis labels
-                             panel:tuple=(3.4, 2.4), # size of one panel in inches
+                             panel:tuple=(4.0, 2.8), # size of one panel in inches
                             ) -> plt.Figure:
     "Side-by-side histograms of normal vs defective scores per model, AUROC in each title (paper Fig. 4)."
     if not scores: raise ValueError("scores is empty")
@@ -236,10 +236,10 @@ def plot_score_distributions(scores:dict, # {model name: (N,) scores}, all of th
         for k, (lab, col) in enumerate([("normal", OKABE_ITO[0]), ("defective", OKABE_ITO[1])]):
             ax.hist(s[y == k], bins=edges, density=True, alpha=0.6, color=col, label=f"{lab} (n={int((y == k).sum())})",
                     histtype="stepfilled", edgecolor=col)
-        ax.set_title(f"{name}: AUROC {auroc:.3f}", fontsize=9)
-        ax.set_xlabel(f"{what} score{' (min–max normalised)' if normalize else ''}", fontsize=8)
-        ax.tick_params(labelsize=7)
-    axs[0, 0].set_ylabel("density", fontsize=8); axs[0, -1].legend(fontsize=7)
+        ax.set_title(f"{name}: AUROC {auroc:.3f}", fontsize=10)
+        ax.set_xlabel(f"{what} score{' (min–max normalised)' if normalize else ''}", fontsize=9)
+        ax.tick_params(labelsize=8)
+    axs[0, 0].set_ylabel("density", fontsize=9); axs[0, -1].legend(fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -260,7 +260,7 @@ def plot_segmentation(images:Tensor|np.ndarray, # (B, 3, H, W) or (B, H, W, 3) i
                       threshold:float|list, # pixel threshold τ (from normal data), or one per image
                       titles:list|None=None, # one title per image
                       vmax:float|None=None, # top of the heat-map colour scale; None: the largest map value
-                      panel:float=2.0, # panel size in inches
+                      panel:float=2.4, # panel size in inches
                      ) -> plt.Figure:
     "Rows of image + ground-truth contour, heat-map overlay and predicted mask with its F1 (paper Fig. 5)."
     B = len(images)
@@ -273,15 +273,15 @@ def plot_segmentation(images:Tensor|np.ndarray, # (B, 3, H, W) or (B, H, W, 3) i
     for i in range(B):
         img, pred, tau = to_hwc(images[i]), maps[i] >= taus[i], taus[i]
         a0, a1, a2 = axs[i]
-        a0.imshow(img); a0.set_title(titles[i] if titles else f"image {i}", fontsize=8)
-        a1.imshow(img); im = a1.imshow(maps[i], cmap="magma", alpha=0.55, vmin=0, vmax=vmax); a1.set_title("anomaly map", fontsize=8)
-        a2.imshow(pred, cmap="cividis", vmin=0, vmax=1); a2.set_title(f"τ = {tau:.2f}: F1 {mask_f1(pred, masks[i]):.2f}", fontsize=8)
+        a0.imshow(img); a0.set_title(titles[i] if titles else f"image {i}", fontsize=9)
+        a1.imshow(img); im = a1.imshow(maps[i], cmap="magma", alpha=0.55, vmin=0, vmax=vmax); a1.set_title("anomaly map", fontsize=9)
+        a2.imshow(pred, cmap="cividis", vmin=0, vmax=1); a2.set_title(f"τ = {tau:.2f}: F1 {mask_f1(pred, masks[i]):.2f}", fontsize=9)
         for a in (a0, a1, a2):
             if masks[i].any(): a.contour(masks[i], levels=[0.5], colors=OKABE_ITO[4], linewidths=0.8)
             a.set_xticks([]); a.set_yticks([])
-        a0.set_ylabel("ground truth: blue contour" if i == 0 else "", fontsize=7)
+        a0.set_ylabel("ground truth: blue contour" if i == 0 else "", fontsize=8)
     bar = fig.colorbar(im, ax=axs.ravel().tolist(), shrink=0.8, aspect=30)
-    bar.set_label("anomaly score (middle column)", fontsize=7); bar.ax.tick_params(labelsize=6)
+    bar.set_label("anomaly score (middle column)", fontsize=8); bar.ax.tick_params(labelsize=8)
     return fig
 
 # %% ../nbs/14_viz.ipynb #7d27df66
