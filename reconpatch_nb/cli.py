@@ -26,17 +26,19 @@ from .core import safe_load
 from .data import BTAD, MAX_IMAGE_PIXELS, MIN_IMAGE_SIZE, MVTecAD, AnomalyDataset, list_categories, load_image
 from .detector import DETECTORS, PatchCore, Prediction
 from .elpv import ELPV
+from .ensemble import Ensemble, split_normals
 from .reconpatch import ReConPatch  # defines (and so registers) the "reconpatch" detector
 from .train import TrainConfig
 from .synthetic import embedded_data_root
 from .viz import save_segmentation_pngs
 
 # %% auto #0
-__all__ = ['MANIFEST', 'METRIC_COLUMNS', 'DEMO_RECONPATCH', 'PAPER_SCHEDULE', 'RECONPATCH_OPTIONS', 'SEGMENTATION_DPI',
-           'PREDICT_CHUNK', 'CLI_ERRORS', 'open_dataset', 'resize_for', 'make_detector', 'run_category',
-           'atomic_write_bytes', 'atomic_copy', 'write_json', 'png_bytes', 'read_manifest', 'OutputFolder',
-           'is_model_file', 'check_model_path', 'load_model', 'format_table', 'check_method_options', 'method_options',
-           'cmd_demo', 'cmd_evaluate', 'heatmap_name', 'cmd_predict', 'cmd_export', 'build_parser', 'main']
+__all__ = ['MEMBER_SPEC', 'MANIFEST', 'MODEL_FORMATS', 'METRIC_COLUMNS', 'DEMO_RECONPATCH', 'PAPER_SCHEDULE',
+           'RECONPATCH_OPTIONS', 'SEGMENTATION_DPI', 'PREDICT_CHUNK', 'CLI_ERRORS', 'open_dataset', 'resize_for',
+           'make_detector', 'parse_member', 'make_ensemble', 'run_category', 'atomic_write_bytes', 'atomic_copy',
+           'write_json', 'png_bytes', 'read_manifest', 'OutputFolder', 'model_format', 'is_model_file',
+           'check_model_path', 'load_model', 'format_table', 'check_method_options', 'method_options', 'cmd_demo',
+           'cmd_evaluate', 'heatmap_name', 'cmd_predict', 'cmd_export', 'build_parser', 'main']
 
 # %% ../nbs/13_cli.ipynb #ad89e295
 def open_dataset(root:str|Path, # dataset root holding category folders
@@ -71,15 +73,63 @@ def make_detector(method:str, # a key of `DETECTORS`: 'patchcore' or 'reconpatch
     return DETECTORS[method](backbone=backbone, crop=image_size, resize=resize_for(image_size), seed=seed,
                              progress=progress, **kwargs)
 
+# %% ../nbs/13_cli.ipynb #dc414aeb
+MEMBER_SPEC = "METHOD[:BACKBONE][@SIZE]" # the grammar of one --ensemble member
+
+def parse_member(spec:str, # e.g. 'patchcore', 'reconpatch@320', 'patchcore:tf_efficientnet_lite2@160'
+                ) -> tuple: # (method, backbone or None, crop size or None); None: --backbone / --image-size
+    "Split one `--ensemble` member into method, backbone and size; a `ValueError` quotes `spec` and names the bad field."
+    if not isinstance(spec, str): raise ValueError(f"an ensemble member must be a string {MEMBER_SPEC}, got {spec!r}")
+    bad = lambda why: ValueError(f"member {spec!r}: {why} (expected {MEMBER_SPEC}, e.g. reconpatch:tf_efficientnet_lite0@224)")
+    head, at, size = spec.partition("@")
+    method, colon, backbone = head.partition(":")
+    if method not in DETECTORS: raise bad(f"unknown method {method!r}; known: {sorted(DETECTORS)}")
+    if colon and not backbone: raise bad("no backbone after ':'")
+    if ":" in backbone: raise bad(f"backbone {backbone!r} holds a second ':'")
+    if not at: return method, backbone or None, None
+    try: crop = int(size)
+    except ValueError: raise bad(f"size {size!r} is not an integer") from None
+    try: resize_for(crop)  # the one place that knows the smallest size
+    except ValueError as e: raise bad(str(e)) from None
+    return method, backbone or None, crop
+
+def make_ensemble(specs:list, # members, each 'METHOD[:BACKBONE][@SIZE]' (see `parse_member`)
+                  backbone:str, # backbone of a member that names none (--backbone)
+                  image_size:int, # crop size of a member that names none (--image-size)
+                  seed:int=0, # seed of every member and of the held-out split
+                  options:dict|None=None, # {method: more detector arguments (coreset_ratio, epochs, ...)}
+                  **kwargs, # arguments for every member (progress, checkpoint); None values are ignored
+                 ) -> Ensemble:
+    "An unfitted `Ensemble` of the members `specs` names; a bad member is a `ValueError` that quotes it."
+    members, seen = [], {}
+    for spec in specs:
+        method, bb, size = parse_member(spec)
+        key = f"{method}:{bb or backbone}@{size or image_size}"
+        if key in seen: raise ValueError(f"--ensemble names the member {key} twice ({seen[key]!r} and {spec!r})")
+        seen[key] = spec
+        try: members.append(make_detector(method, backbone=bb or backbone, image_size=size or image_size, seed=seed,
+                                          **(options or {}).get(method, {}), **kwargs))
+        except ValueError as e: raise ValueError(f"--ensemble member {spec!r}: {e}") from e
+    try: return Ensemble(members, seed=seed)
+    except ValueError as e: raise ValueError(f"--ensemble {' '.join(specs)}: {e}") from e
+
 # %% ../nbs/13_cli.ipynb #f438833e
-def run_category(model:PatchCore, # an unfitted detector
-                 train:AnomalyDataset, # normal training images
+def run_category(model:PatchCore|Ensemble, # an unfitted detector or ensemble
+                 train:AnomalyDataset, # normal training images (an ensemble holds some out, see `split_normals`)
                  test:AnomalyDataset, # labelled test images
                 ) -> tuple[dict, Prediction]:
     "Fit `model` on `train`, evaluate on `test`; return the metrics (with sizes and timings) and the prediction."
-    model.fit(train)
+    if isinstance(model, Ensemble):  # the split `Ensemble.fit` would make, done here to report its sizes
+        train, val = split_normals(train, model.config["val_fraction"], model.config["seed"])
+        model.fit(train, val)
+    else: model.fit(train)
     pred = model.predict(test)
     m = model.evaluate(test, pred)
+    if isinstance(model, Ensemble):
+        m.update(method=model.method, n_train=len(train), n_val=len(val), fit_seconds=model.timings["fit_seconds"],
+                 members=[{**s, "train_seconds": k.timings["train_seconds"], **getattr(k, "train_summary", {})}
+                          for s, k in zip(model.standardization(), model.members)])
+        return m, pred
     m.update(method=model.method, backbone=model.config["backbone"], n_train=len(train),
              fit_seconds=model.timings["fit_seconds"], train_seconds=model.timings["train_seconds"])
     m.update(getattr(model, "train_summary", {}))
@@ -217,13 +267,20 @@ class OutputFolder:
         return written
 
 # %% ../nbs/13_cli.ipynb #6a70eb4a
-def is_model_file(path:str|Path) -> bool:
-    "Is `path` a model file written by `PatchCore.save`? (Read safely: a zip archive opened with `safe_load`.)"
+MODEL_FORMATS = {"reconpatch_nb": PatchCore, "reconpatch_nb_ensemble": Ensemble} # a saved file's `format` field -> its class
+
+def model_format(path:str|Path) -> str|None:
+    "The `format` field of a model file of ours (a zip archive read with `safe_load`); None for any other file."
     path = Path(path)
-    if not path.is_file() or not zipfile.is_zipfile(path): return False  # torch.save writes a zip archive
+    if not path.is_file() or not zipfile.is_zipfile(path): return None  # torch.save writes a zip archive
     try: state = safe_load(path)
-    except (ValueError, FileNotFoundError): return False
-    return isinstance(state, dict) and state.get("format") == "reconpatch_nb"
+    except (ValueError, FileNotFoundError): return None
+    fmt = state.get("format") if isinstance(state, dict) else None
+    return fmt if fmt in MODEL_FORMATS else None
+
+def is_model_file(path:str|Path) -> bool:
+    "Is `path` a model file written by `PatchCore.save` or `Ensemble.save`? (Read safely, see `model_format`.)"
+    return model_format(path) is not None
 
 def check_model_path(path:str|Path, # where `--save-model` would write
                      option:str="--save-model", # the option's name, for messages
@@ -236,9 +293,10 @@ def check_model_path(path:str|Path, # where `--save-model` would write
         raise ValueError(f"{option} {path} exists and is not a reconpatch_nb model file: refusing to replace it")
     return path
 
-def load_model(path:str|Path) -> PatchCore:
-    "`PatchCore.load`, with a damaged or foreign model file reported as one `ValueError`."
-    try: return PatchCore.load(path)
+def load_model(path:str|Path) -> PatchCore|Ensemble:
+    "`PatchCore.load` or `Ensemble.load` as the file's `format` says, a damaged or foreign file reported as one `ValueError`."
+    klass = MODEL_FORMATS.get(model_format(path), PatchCore)  # not a file of ours: `PatchCore.load` says why
+    try: return klass.load(path)
     except (KeyError, TypeError, AttributeError) as e:
         raise ValueError(f"{path} is not a usable reconpatch_nb model file: a field is missing or unknown "
                          f"({type(e).__name__}: {e})") from e
@@ -276,7 +334,8 @@ def check_method_options(methods:list, args):
     given = [k for k in RECONPATCH_OPTIONS if getattr(args, k, None) is not None]
     if getattr(args, "paper_schedule", False): given.append("paper_schedule")
     if given and "reconpatch" not in methods:
-        raise ValueError(f"--{given[0].replace('_', '-')} applies to --method reconpatch only, not {', '.join(methods)}")
+        raise ValueError(f"--{given[0].replace('_', '-')} applies to --method reconpatch only (or a reconpatch member of "
+                         f"--ensemble), not {', '.join(dict.fromkeys(methods))}")
 
 def method_options(method:str, args, preset:dict|None=None) -> dict:
     "Detector keyword arguments of `method` from the command line (ReConPatch: given values, else `preset`'s)."
@@ -322,7 +381,8 @@ def cmd_demo(args) -> dict:
 
 def cmd_evaluate(args) -> dict:
     "Fit on one category's training split, evaluate on its test split, write metrics.json (and the model)."
-    check_method_options([args.method], args)
+    methods = [parse_member(s)[0] for s in args.ensemble] if args.ensemble else [args.method or PatchCore.method]
+    check_method_options(methods, args)
     out = OutputFolder(args.out, args.overwrite, "evaluate")
     model_path = check_model_path(args.save_model) if args.save_model else None
     if args.dataset == "elpv":  # read from the installed elpv-dataset package: the protocol's train and test splits
@@ -335,11 +395,18 @@ def cmd_evaluate(args) -> dict:
     model_rel = _rel_in(model_path, out.path) if model_path is not None else None
     if model_rel is not None and (model_rel in (".", "metrics.json", MANIFEST) or model_rel.startswith("overlays/")):
         raise ValueError(f"--save-model {model_path} would overwrite this run's own {model_rel} in --out: choose another name")
-    model = make_detector(args.method, backbone=args.backbone, image_size=args.image_size, seed=args.seed,
-                          progress=not args.quiet, checkpoint=args.checkpoint,
-                          **method_options(args.method, args, PAPER_SCHEDULE if args.paper_schedule else None))
+    preset = PAPER_SCHEDULE if args.paper_schedule else None
+    if args.ensemble:
+        model = make_ensemble(args.ensemble, args.backbone, args.image_size, seed=args.seed, progress=not args.quiet,
+                              checkpoint=args.checkpoint, options={k: method_options(k, args, preset) for k in methods})
+        backbones = sorted({k.config["backbone"] for k in model.members})
+        if args.checkpoint is not None and len(backbones) > 1:
+            raise ValueError(f"--checkpoint {args.checkpoint} is one backbone's weights, but the --ensemble members use {backbones}")
+    else:
+        model = make_detector(methods[0], backbone=args.backbone, image_size=args.image_size, seed=args.seed,
+                              progress=not args.quiet, checkpoint=args.checkpoint, **method_options(methods[0], args, preset))
     m, pred = run_category(model, train, test)
-    m.update(category=args.category, dataset=args.dataset, image_size=args.image_size,
+    m.update(category=args.category, dataset=args.dataset, image_size=model.transform.crop,
              data_root=str(args.data_root) if args.data_root is not None else "elpv-dataset package")
     with tempfile.TemporaryDirectory(prefix="reconpatch_") as tmp:
         staging = Path(tmp)
@@ -393,8 +460,11 @@ def cmd_predict(args) -> dict:
 
 def cmd_export(args) -> dict:
     "Export a saved model as one ONNX graph: pre-processed images (B, 3, H, W) -> image scores (B,), anomaly maps (B, H, W)."
-    from .export import export_onnx  # onnx is needed only here
     model = load_model(args.model)
+    if isinstance(model, Ensemble):
+        raise ValueError(f"--model {args.model} is an ensemble of {len(model.members)} detectors: ONNX export takes one "
+                         "detector (save one with `evaluate --method ... --save-model`)")
+    from reconpatch_nb.export import export_onnx  # onnx is needed only here (absolute: this cell also runs in the notebook)
     out = Path(args.out)
     if out.is_dir(): raise ValueError(f"--out {out} is a folder: give the .onnx file to write")
     if out.exists() and not args.overwrite: raise ValueError(f"--out {out} exists: pass --overwrite to replace it")
@@ -419,6 +489,12 @@ def _number(kind, low=None, high=None, low_open=False, what="a number"):
             raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
         return v
     return parse
+
+def _member_spec(text):
+    "An argparse type: one `--ensemble` member, checked by `parse_member` and kept as written."
+    try: parse_member(text)
+    except ValueError as e: raise argparse.ArgumentTypeError(str(e)) from None
+    return text
 
 def build_parser() -> argparse.ArgumentParser:
     "The `reconpatch` argument parser."
@@ -460,10 +536,15 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--data-root", default=None, help="MVTec AD / BTAD root or any folder in MVTec layout (with --dataset folder)")
     e.add_argument("--category", required=True)
     e.add_argument("--layout", default="auto", choices=["auto", "mvtec", "btad"])
-    e.add_argument("--method", default="patchcore", choices=list(DETECTORS))
-    e.add_argument("--paper-schedule", action="store_true", help="with --method reconpatch: the paper's training schedule (see `demo --help`)")
+    which = e.add_mutually_exclusive_group()  # one detector or an ensemble, never both
+    which.add_argument("--method", default=None, choices=list(DETECTORS), help=f"the detector (default: {PatchCore.method})")
+    which.add_argument("--ensemble", nargs="+", type=_member_spec, default=None, metavar="SPEC",
+                       help=f"an ensemble instead of one --method, one {MEMBER_SPEC} per member; backbone and size default "
+                            "to --backbone and --image-size (e.g. patchcore@224 reconpatch:tf_efficientnet_lite2@320)")
+    e.add_argument("--paper-schedule", action="store_true",
+                   help="for ReConPatch (--method reconpatch or its --ensemble members): the paper's training schedule (see `demo --help`)")
     e.add_argument("--checkpoint", default=None, help="local backbone weights file (for offline wide_resnet50_2)")
-    e.add_argument("--save-model", default=None, help="also save the fitted model to this file")
+    e.add_argument("--save-model", default=None, help="also save the fitted model (or ensemble) to this file")
     e.add_argument("--strict", action="store_true", help="an empty mask of a defective test image is an error, not a warning")
     e.add_argument("--max-image-pixels", **pixels)
     e.add_argument("--out", required=True, help="output folder for metrics.json and overlays")
@@ -475,7 +556,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write into a non-empty --out folder that reconpatch did not write (its files are never replaced)")
     p.add_argument("--max-image-pixels", **pixels)
     x = sub.add_parser("export", help="export a saved model as one ONNX graph (images -> scores, maps)")
-    x.add_argument("--model", required=True, help="a file written by `evaluate --save-model` or `.save()`")
+    x.add_argument("--model", required=True, help="a single detector's file written by `evaluate --save-model` or `.save()`")
     x.add_argument("--format", default="onnx", choices=["onnx"], help="export format (default: %(default)s)")
     x.add_argument("--out", required=True, help="the .onnx file to write")
     x.add_argument("--opset", type=_number(int, 13, what="an ONNX opset >= 13"), default=17, help="ONNX opset (default: %(default)s)")

@@ -68,6 +68,11 @@ class Ensemble:
     @property
     def crop(self) -> int: return self.members[self.ref].config["crop"]
 
+    @property
+    def transform(self):
+        "The largest member's pre-processing: the maps, and the masks they are scored against, live at its input size."
+        return self.members[self.ref].transform
+
     def _check_fitted(self):
         if self.val_scores is None:
             raise RuntimeError("this Ensemble is not fitted: call .fit(train), .calibrate(val) or Ensemble.load(path)")
@@ -172,7 +177,7 @@ class Ensemble:
                 ) -> dict:
         "Image AUROC, pixel AUROC, AUPRO and F1-max of the ensemble (masks at the largest member's input size)."
         if pred is None: pred = self.predict(test)
-        return evaluate_prediction(test.with_transform(self.members[self.ref].transform), pred, self.timings.get("predict_seconds"))
+        return evaluate_prediction(test.with_transform(self.transform), pred, self.timings.get("predict_seconds"))
 
     # --- saving ------------------------------------------------------------------------------
     def save(self, path:str|Path) -> Path:
