@@ -21,8 +21,8 @@ except ImportError:  # faiss-cpu is a requirement, but the torch search below wo
     faiss = None
 
 # %% auto #0
-__all__ = ['INDEX_KINDS', 'knn_torch', 'knn_bf16', 'NearestNeighbourIndex', 'patch_scores', 'image_scores', 'anomaly_maps',
-           'mad_standardize']
+__all__ = ['INDEX_KINDS', 'BF16_CHUNK', 'knn_torch', 'knn_bf16', 'NearestNeighbourIndex', 'patch_scores', 'image_scores',
+           'anomaly_maps', 'mad_standardize']
 
 # %% ../nbs/04_scoring.ipynb #05ae5cf4
 def knn_torch(x:Tensor, # (N, D) queries
@@ -64,13 +64,14 @@ def knn_bf16(x:Tensor, # (N, D) queries
 
 # %% ../nbs/04_scoring.ipynb #c68e6c2c
 INDEX_KINDS = ("exact", "torch", "faiss", "ivf", "bf16")  # "exact": torch on a GPU bank, faiss on a CPU bank
+BF16_CHUNK = 1024  # largest query block of the bf16 search
 
 class NearestNeighbourIndex:
     "Nearest-neighbour search in a memory bank behind one `query`: exact (torch or faiss `IndexFlatL2`), faiss IVF, or bfloat16 + re-ranking."
     def __init__(self,
                  bank:Tensor, # (M, D) memory bank features; the torch search runs on its device
                  kind:str="exact", # one of `INDEX_KINDS`
-                 chunk:int=4096, # query block size of the torch search (memory: chunk x M floats)
+                 chunk:int=4096, # query block size of the torch and bf16 searches (memory: chunk x M floats)
                  nlist:int|None=None, # IVF cells; None: about 4 sqrt(M), at most M / 39 (faiss wants 39 points per cell)
                  nprobe:int=8, # IVF cells visited per query (recall vs speed)
                  candidates:int=8, # bf16: rows proposed per query and re-ranked in float32
@@ -119,7 +120,8 @@ class NearestNeighbourIndex:
             d, i = knn_torch(x.detach(), self.bank, k=int(k), chunk=self.chunk)
             return d.to(x.device), i.to(x.device)
         if self.kind == "bf16":
-            d, i = knn_bf16(x.detach(), self.bank, int(k), self.candidates, min(self.chunk, 1024), self.bank16)
+            # at most BF16_CHUNK queries per block: the re-ranking gathers chunk x candidates x D floats (32 MB at 1024 x 8 x 1024)
+            d, i = knn_bf16(x.detach(), self.bank, int(k), self.candidates, min(self.chunk, BF16_CHUNK), self.bank16)
             return d.to(x.device), i.to(x.device)
         d2, i = self.faiss_index.search(np.ascontiguousarray(x.detach().float().cpu().numpy()), int(k))
         if self.kind == "ivf" and (i < 0).any():  # fewer than k points in the probed cells (tiny banks): pad
