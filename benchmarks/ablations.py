@@ -36,9 +36,10 @@ from reconpatch_nb.detector import PatchCore  # noqa: E402
 from reconpatch_nb.reconpatch import ReConPatch  # noqa: E402
 
 RESULTS = HERE / "results_ablations.jsonl"
+RECONPATCH_BANK = ReConPatch().config["coreset_ratio"]   # 1 %: PatchCore runs with it wherever it is ReConPatch's reference
 # study -> the settings tried; the default of each is among them (so every curve holds the default recipe)
 STUDIES = {
-    "bank": [0.001, 0.0025, 0.01, 0.025, 0.1, 0.25],   # coreset ratio, both methods
+    "bank": [0.001, 0.0025, 0.01, 0.025, 0.1, 0.25],   # coreset ratio, both methods (fit_seconds: bank + scoring only)
     "dim": [64, 128, 256, 512, 1024],                   # repr_dim of f (ReConPatch; PatchCore's p stays 1024)
     "alpha": [0.0, 0.25, 0.5, 0.75, 1.0],               # α of Eq. 6: 1 = pairwise only, 0 = contextual only
     "k": [2, 5, 10, 20],                                # k of Eq. 2
@@ -78,20 +79,22 @@ def run_study(study: str, name: str, category: str, seeds, cache: Path, done: se
             if not todo: continue
             tr, ev = features(cache, name, category, "train"), features(cache, name, category, "val")
             p = tr["p"].float()
-            rp = None
+            rp, train_s = None, None
             for method, r in todo:
+                if method == "reconpatch" and rp is None:  # f is trained once per seed; its time is recorded apart
+                    t0 = time.perf_counter(); rp = ReConPatch(seed=seed, progress=False).fit_features(p, p[:1])
+                    train_s = time.perf_counter() - t0
                 t0 = time.perf_counter()
                 if method == "patchcore":
                     model = PatchCore(coreset_ratio=r, seed=seed, progress=False).fit_features(p, p[:1])
-                    m = evaluate(model, ev)[0]
                 else:
-                    if rp is None: rp = ReConPatch(seed=seed, progress=False).fit_features(p, p[:1])
-                    model = rp  # the same f, a bank of another size
+                    model = rp  # the same f, a bank of another size (config and normal-image scores still describe the first bank)
                     model.sampler = ApproximateGreedyCoreset(r, seed=seed, progress=False)
                     model.build_bank(p)
-                    m = evaluate(model, ev)[0]
+                m = evaluate(model, ev)[0]
                 key = [name, category, study, method, r, seed]
-                record(key, m, time.perf_counter() - t0, model); done.add(json.dumps(key))
+                record(key, m, time.perf_counter() - t0, model, {"train_seconds": round(train_s, 2)} if method == "reconpatch" else None)
+                done.add(json.dumps(key))
             continue
         for s in settings:
             for method in (("patchcore", "reconpatch") if study in BOTH else ("reconpatch",)):
@@ -102,8 +105,8 @@ def run_study(study: str, name: str, category: str, seeds, cache: Path, done: se
                 ev = features(cache, name, category, "val", **kw)
                 p = tr["p"].float()
                 t0 = time.perf_counter()
-                if method == "patchcore":
-                    model = PatchCore(coreset_ratio=0.01, seed=seed, progress=False)
+                if method == "patchcore":  # the same bank size as ReConPatch's default
+                    model = PatchCore(coreset_ratio=RECONPATCH_BANK, seed=seed, progress=False)
                 else:
                     train = {"repr_dim": s} if study == "dim" else {study: s} if study in ("alpha", "k", "margin") else {}
                     model = ReConPatch(seed=seed, progress=False, **train)

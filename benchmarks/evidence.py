@@ -52,6 +52,7 @@ def dataset(name: str, category: str, split: str):
 
 def features(cache: Path, name: str, category: str, split: str, layers=None, patch_size: int = 3) -> dict:
     "Frozen patch features of a split (cached as float16), its labels and (embedded) its masks; other levels / patch sizes for ablations."
+    layers = None if layers in (None, [2, 3]) else layers   # [2, 3]: lite0's stride-8 and stride-16 levels, the default
     tag = "" if layers is None and patch_size == 3 else f"_L{''.join(map(str, layers or [2, 3]))}_s{patch_size}"
     f = cache / f"{name}_{category}_{split}{tag}.pt"
     if f.exists(): return safe_load(f)

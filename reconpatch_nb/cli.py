@@ -26,7 +26,7 @@ from .core import safe_load
 from .data import BTAD, MAX_IMAGE_PIXELS, MIN_IMAGE_SIZE, MVTecAD, AnomalyDataset, list_categories, load_image
 from .detector import DETECTORS, PatchCore, Prediction
 from .elpv import ELPV
-from .ensemble import Ensemble, split_normals
+from .ensemble import Ensemble
 from .reconpatch import ReConPatch  # defines (and so registers) the "reconpatch" detector
 from .train import TrainConfig
 from .synthetic import embedded_data_root
@@ -119,14 +119,11 @@ def run_category(model:PatchCore|Ensemble, # an unfitted detector or ensemble
                  test:AnomalyDataset, # labelled test images
                 ) -> tuple[dict, Prediction]:
     "Fit `model` on `train`, evaluate on `test`; return the metrics (with sizes and timings) and the prediction."
-    if isinstance(model, Ensemble):  # the split `Ensemble.fit` would make, done here to report its sizes
-        train, val = split_normals(train, model.config["val_fraction"], model.config["seed"])
-        model.fit(train, val)
-    else: model.fit(train)
+    model.fit(train)  # an ensemble holds out part of `train` itself (its `fit_sizes` say how many)
     pred = model.predict(test)
     m = model.evaluate(test, pred)
     if isinstance(model, Ensemble):
-        m.update(method=model.method, n_train=len(train), n_val=len(val), fit_seconds=model.timings["fit_seconds"],
+        m.update(method=model.method, **model.fit_sizes, fit_seconds=model.timings["fit_seconds"],
                  members=[{**s, "train_seconds": k.timings["train_seconds"], **getattr(k, "train_summary", {})}
                           for s, k in zip(model.standardization(), model.members)])
         return m, pred
@@ -385,16 +382,7 @@ def cmd_evaluate(args) -> dict:
     check_method_options(methods, args)
     out = OutputFolder(args.out, args.overwrite, "evaluate")
     model_path = check_model_path(args.save_model) if args.save_model else None
-    if args.dataset == "elpv":  # read from the installed elpv-dataset package: the protocol's train and test splits
-        if args.data_root is not None: raise ValueError("--data-root is for --dataset folder: ELPV is read from the installed elpv-dataset package")
-        train, test = (ELPV(args.category, s).check_files() for s in ("train", "test"))
-    else:
-        if args.data_root is None: raise ValueError("--data-root is required with --dataset folder (or use --dataset elpv)")
-        train, test = (open_dataset(args.data_root, args.category, s, args.layout, args.strict, args.max_image_pixels).check_files()
-                       for s in ("train", "test"))
-    model_rel = _rel_in(model_path, out.path) if model_path is not None else None
-    if model_rel is not None and (model_rel in (".", "metrics.json", MANIFEST) or model_rel.startswith("overlays/")):
-        raise ValueError(f"--save-model {model_path} would overwrite this run's own {model_rel} in --out: choose another name")
+    # the model first: a bad backbone, member or option fails before any image is opened
     preset = PAPER_SCHEDULE if args.paper_schedule else None
     if args.ensemble:
         model = make_ensemble(args.ensemble, args.backbone, args.image_size, seed=args.seed, progress=not args.quiet,
@@ -405,6 +393,16 @@ def cmd_evaluate(args) -> dict:
     else:
         model = make_detector(methods[0], backbone=args.backbone, image_size=args.image_size, seed=args.seed,
                               progress=not args.quiet, checkpoint=args.checkpoint, **method_options(methods[0], args, preset))
+    if args.dataset == "elpv":  # read from the installed elpv-dataset package: the protocol's train and test splits
+        if args.data_root is not None: raise ValueError("--data-root is for --dataset folder: ELPV is read from the installed elpv-dataset package")
+        train, test = (ELPV(args.category, s).check_files() for s in ("train", "test"))
+    else:
+        if args.data_root is None: raise ValueError("--data-root is required with --dataset folder (or use --dataset elpv)")
+        train, test = (open_dataset(args.data_root, args.category, s, args.layout, args.strict, args.max_image_pixels).check_files()
+                       for s in ("train", "test"))
+    model_rel = _rel_in(model_path, out.path) if model_path is not None else None
+    if model_rel is not None and (model_rel in (".", "metrics.json", MANIFEST) or model_rel.startswith("overlays/")):
+        raise ValueError(f"--save-model {model_path} would overwrite this run's own {model_rel} in --out: choose another name")
     m, pred = run_category(model, train, test)
     m.update(category=args.category, dataset=args.dataset, image_size=model.transform.crop,
              data_root=str(args.data_root) if args.data_root is not None else "elpv-dataset package")

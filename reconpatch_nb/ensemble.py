@@ -36,7 +36,8 @@ def split_normals(dataset:AnomalyDataset, # normal training images
     if n < 2: raise ValueError(f"need at least 2 normal images to hold some out, got {n}")
     n_val = min(n - 1, max(1, round(n * val_fraction)))
     order = np.random.default_rng(seed).permutation(n)
-    part = lambda idx: AnomalyDataset([dataset.items[i] for i in sorted(idx)], transform=dataset.transform, has_masks=False)
+    part = lambda idx: AnomalyDataset([dataset.items[i] for i in sorted(idx)], transform=dataset.transform, has_masks=False,
+                                      strict=dataset.strict, max_image_pixels=dataset.max_image_pixels)  # the source's checks
     return part(order[n_val:]), part(order[:n_val])
 
 # %% ../nbs/17_ensemble.ipynb #9d545527
@@ -59,7 +60,7 @@ class Ensemble:
                              "input sizes may differ but crop / resize must be the same (e.g. 256/224 and 366/320)")
         self.members, self.config = members, dict(val_fraction=val_fraction, seed=seed)
         self.ref = max(range(len(members)), key=lambda i: members[i].config["crop"])  # the largest input: maps and masks live there
-        self.val_scores, self.train_scores, self.timings = None, None, {}
+        self.val_scores, self.train_scores, self.timings, self.fit_sizes = None, None, {}, {}
 
     def __repr__(self):
         inner = ", ".join(f"{m.method}:{m.config['backbone']}@{m.config['crop']}" for m in self.members)
@@ -91,6 +92,7 @@ class Ensemble:
         "Fit every member on `train`, then standardise each on the held-out normals `val`."
         if val is None: train, val = split_normals(train, self.config["val_fraction"], self.config["seed"])
         self._check_val(val)
+        self.fit_sizes = dict(n_train=len(train), n_val=len(val))  # images the members were fitted / standardised on
         t0, preds = time.perf_counter(), []
         paths = [str(it.image_path) for it in val.items]
         for m in self.members:  # each held-out image is read once per member
