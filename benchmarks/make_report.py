@@ -3,7 +3,7 @@
 Usage:
     python benchmarks/make_report.py [--out BENCHMARKS.md]
 
-Order: evidence, ablations, pipeline, train, coreset, gpu, train_gpu, umap, then any other results_*.md alphabetically. The intro
+Order: evidence, ablations, pipeline, train, train_2threads, coreset, gpu, train_gpu, umap, then any other results_*.md alphabetically. The intro
 says how each section was produced: the command, machine (nproc, CPU model, torch version, threads)
 and date, read from the `<!-- meta: ... -->` line the benchmark wrote when there is one; otherwise the
 producing script is named, the date is the file's modification time, and the machine is whatever the
@@ -22,11 +22,11 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from _common import cpu_model  # noqa: E402
 ROOT = HERE.parent
-ORDER = ["evidence", "ablations", "pipeline", "train", "coreset", "gpu", "train_gpu", "umap"]
+ORDER = ["evidence", "ablations", "pipeline", "train", "train_2threads", "coreset", "gpu", "train_gpu", "umap"]
 SCRIPTS = {"pipeline": "bench_pipeline.py", "train": "bench_train.py", "coreset": "bench_coreset.py",
            "umap": "bench_umap.py", "evidence": "evidence.py (runs) and nbs/90_results.ipynb (tables)",
            "ablations": "ablations.py (runs) and nbs/20_ablations.ipynb (tables)", "gpu": "bench_gpu.py",
-           "train_gpu": "bench_train.py --device cuda"}
+           "train_gpu": "bench_train.py --device cuda", "train_2threads": "bench_train.py --threads 2"}
 
 
 def parse_meta(text: str) -> dict:
