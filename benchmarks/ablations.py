@@ -7,7 +7,8 @@ Usage:
     python benchmarks/ablations.py --study bank --datasets embedded --seeds 0 1 2
     python benchmarks/ablations.py --study dim alpha k margin --datasets embedded --seeds 0 1 2
     python benchmarks/ablations.py --study levels patch --datasets embedded --seeds 0 1
-    python benchmarks/ablations.py --study bank dim --datasets elpv --seeds 0
+    python benchmarks/ablations.py --study bank --datasets elpv --seeds 0
+    python benchmarks/ablations.py --study dim --datasets elpv --categories mono --settings '[128, 512, 1024]' --seeds 0
 
 Protocol: every number comes from the validation split (the test split is never read here). One setting is
 changed at a time, the rest is the default (`PatchCoreConfig()` / `TrainConfig()`). Features of the default
@@ -70,8 +71,8 @@ def record(key, m, fit_s, model, extra=None):
     print(f"{key}: image AUROC {m['image_auroc']:.4f} fit {fit_s:.0f} s", flush=True)
 
 
-def run_study(study: str, name: str, category: str, seeds, cache: Path, done: set):
-    settings = [s for s in STUDIES[study] if study != "bank" or s <= MAX_BANK.get(name, 1)]
+def run_study(study: str, name: str, category: str, seeds, cache: Path, done: set, only=None):
+    settings = [s for s in STUDIES[study] if (study != "bank" or s <= MAX_BANK.get(name, 1)) and (only is None or s in only)]
     for seed in seeds:
         if study == "bank":
             todo = [(m, r) for m in ("patchcore", "reconpatch") for r in settings
@@ -124,6 +125,7 @@ def main(argv=None):
     ap.add_argument("--categories", nargs="+")
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--settings", type=json.loads, default=None, help="JSON list: run only these settings of the studies")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     cache = Path(args.cache); cache.mkdir(parents=True, exist_ok=True)
@@ -131,7 +133,7 @@ def main(argv=None):
     for study in args.study:
         for name in args.datasets:
             for category in (args.categories or CATEGORIES[name]):
-                run_study(study, name, category, args.seeds, cache, done)
+                run_study(study, name, category, args.seeds, cache, done, args.settings)
 
 
 if __name__ == "__main__":
