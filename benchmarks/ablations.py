@@ -3,11 +3,12 @@
 Every run appends one JSON line to benchmarks/results_ablations.jsonl (resumable: a run already there is skipped);
 `20_ablations` reads that file, draws the figures and writes benchmarks/results_ablations.md.
 
-Usage:
+Usage (the runs committed in results_ablations.jsonl, in this order, each with --threads 1):
     python benchmarks/ablations.py --study bank --datasets embedded --seeds 0 1 2
-    python benchmarks/ablations.py --study dim alpha k margin --datasets embedded --seeds 0 1 2
-    python benchmarks/ablations.py --study levels patch --datasets embedded --seeds 0 1
+    python benchmarks/ablations.py --study dim alpha --datasets embedded --seeds 0 1 2
+    python benchmarks/ablations.py --study k margin levels patch --datasets embedded --seeds 0 1
     python benchmarks/ablations.py --study bank --datasets elpv --seeds 0
+    python benchmarks/ablations.py --study alpha --datasets elpv --categories mono --settings '[0.0, 0.5, 1.0]' --seeds 0
     python benchmarks/ablations.py --study dim --datasets elpv --categories mono --settings '[128, 512, 1024]' --seeds 0
 
 Protocol: every number comes from the validation split (the test split is never read here). One setting is

@@ -21,8 +21,7 @@ except ImportError:  # faiss-cpu is a requirement, but the torch search below wo
     faiss = None
 
 # %% auto #0
-__all__ = ['INDEX_KINDS', 'BF16_CHUNK', 'knn_torch', 'knn_bf16', 'NearestNeighbourIndex', 'patch_scores', 'image_scores',
-           'anomaly_maps', 'mad_standardize']
+__all__ = ['INDEX_KINDS', 'knn_torch', 'NearestNeighbourIndex', 'patch_scores', 'image_scores', 'anomaly_maps', 'mad_standardize']
 
 # %% ../nbs/04_scoring.ipynb #05ae5cf4
 def knn_torch(x:Tensor, # (N, D) queries
@@ -40,41 +39,17 @@ def knn_torch(x:Tensor, # (N, D) queries
         dists.append(d2.sqrt()); idxs.append(i)
     return torch.cat(dists), torch.cat(idxs)
 
-# %% ../nbs/04_scoring.ipynb #bf16code1
-def knn_bf16(x:Tensor, # (N, D) queries
-             bank:Tensor, # (M, D) memory bank (float32)
-             k:int=1, # number of neighbours, 1 <= k <= M
-             candidates:int=8, # rows proposed per query by the bfloat16 product (at least k)
-             chunk:int=1024, # queries per block (memory: chunk x (M + candidates x D) floats)
-             bank16:Tensor|None=None, # `bank` in bfloat16, if already converted
-            ) -> tuple[Tensor, Tensor]: # (N, k) Euclidean distances ascending, (N, k) bank indices
-    "k nearest neighbours: a bfloat16 matrix product proposes `candidates` rows, exact float32 distances rank them."
-    if chunk < 1: raise ValueError(f"chunk must be a positive integer, got {chunk!r}")
-    c = min(len(bank), max(int(candidates), k))
-    bank16 = bank.to(torch.bfloat16) if bank16 is None else bank16
-    sq = bank.pow(2).sum(1)                                               # ||b||^2 in float32
-    dists, idxs = [], []
-    for xc in x.to(bank.device, bank.dtype).split(chunk):
-        approx = sq - 2 * (xc.to(torch.bfloat16) @ bank16.T).float()      # ||x - b||^2 - ||x||^2: same order per row
-        cand = approx.topk(c, dim=1, largest=False).indices                # (n, c) candidate rows
-        d2 = (xc[:, None, :] - bank[cand]).pow(2).sum(-1)                  # exact float32 distances of the candidates
-        d2, j = d2.topk(k, dim=1, largest=False)
-        dists.append(d2.sqrt()); idxs.append(cand.gather(1, j))
-    return torch.cat(dists), torch.cat(idxs)
-
 # %% ../nbs/04_scoring.ipynb #c68e6c2c
-INDEX_KINDS = ("exact", "torch", "faiss", "ivf", "bf16")  # "exact": torch on a GPU bank, faiss on a CPU bank
-BF16_CHUNK = 1024  # largest query block of the bf16 search
+INDEX_KINDS = ("exact", "torch", "faiss", "ivf")  # "exact": torch on a GPU bank, faiss on a CPU bank
 
 class NearestNeighbourIndex:
-    "Nearest-neighbour search in a memory bank behind one `query`: exact (torch or faiss `IndexFlatL2`), faiss IVF, or bfloat16 + re-ranking."
+    "Nearest-neighbour search in a memory bank behind one `query`: exact (torch or faiss `IndexFlatL2`) or faiss IVF."
     def __init__(self,
                  bank:Tensor, # (M, D) memory bank features; the torch search runs on its device
                  kind:str="exact", # one of `INDEX_KINDS`
-                 chunk:int=4096, # query block size of the torch and bf16 searches (memory: chunk x M floats)
+                 chunk:int=4096, # query block size of the torch search (memory: chunk x M floats)
                  nlist:int|None=None, # IVF cells; None: about 4 sqrt(M), at most M / 39 (faiss wants 39 points per cell)
                  nprobe:int=8, # IVF cells visited per query (recall vs speed)
-                 candidates:int=8, # bf16: rows proposed per query and re-ranked in float32
                 ):
         check_features(bank, name="bank")
         if kind not in INDEX_KINDS: raise ValueError(f"kind must be one of {INDEX_KINDS}, got {kind!r}")
@@ -83,11 +58,7 @@ class NearestNeighbourIndex:
             raise ValueError(f"kind={kind!r} needs faiss, which is not installed (pip install faiss-cpu)")
         if not isinstance(chunk, int) or chunk < 1: raise ValueError(f"chunk must be a positive integer, got {chunk!r}")
         self.bank, self.kind, self.chunk = bank.detach(), kind, chunk
-        if kind == "bf16":
-            if not isinstance(candidates, int) or candidates < 1: raise ValueError(f"candidates must be a positive integer, got {candidates!r}")
-            self.bank, self.candidates = self.bank.float(), candidates
-            self.bank16 = self.bank.to(torch.bfloat16)
-        if kind in ("torch", "bf16"): return
+        if kind == "torch": return
         host = np.ascontiguousarray(self.bank.float().cpu().numpy())  # faiss: C-contiguous float32 on the CPU
         M, D = host.shape
         if kind == "faiss": self.faiss_index = faiss.IndexFlatL2(D)
@@ -103,7 +74,7 @@ class NearestNeighbourIndex:
 
     def __len__(self): return self.bank.shape[0]
     def __repr__(self):
-        extra = f", nlist={self.nlist}, nprobe={self.nprobe}" if self.kind == "ivf" else f", candidates={self.candidates}" if self.kind == "bf16" else ""
+        extra = f", nlist={self.nlist}, nprobe={self.nprobe}" if self.kind == "ivf" else ""
         return f"NearestNeighbourIndex(M={len(self)}, D={self.bank.shape[1]}, kind={self.kind!r}{extra}, device={self.bank.device.type})"
 
     def query(self,
@@ -118,10 +89,6 @@ class NearestNeighbourIndex:
             raise ValueError(f"k must be an integer between 1 and the bank size {len(self)}, got {k!r}")
         if self.kind == "torch":  # on the bank's device: a GPU bank never leaves the GPU
             d, i = knn_torch(x.detach(), self.bank, k=int(k), chunk=self.chunk)
-            return d.to(x.device), i.to(x.device)
-        if self.kind == "bf16":
-            # at most BF16_CHUNK queries per block: the re-ranking gathers chunk x candidates x D floats (32 MB at 1024 x 8 x 1024)
-            d, i = knn_bf16(x.detach(), self.bank, int(k), self.candidates, min(self.chunk, BF16_CHUNK), self.bank16)
             return d.to(x.device), i.to(x.device)
         d2, i = self.faiss_index.search(np.ascontiguousarray(x.detach().float().cpu().numpy()), int(k))
         if self.kind == "ivf" and (i < 0).any():  # fewer than k points in the probed cells (tiny banks): pad
