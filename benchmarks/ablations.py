@@ -32,7 +32,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-from evidence import CATEGORIES, evaluate, features  # noqa: E402
+from evidence import CATEGORIES, append, done_keys, evaluate, features  # noqa: E402
 from reconpatch_nb.coreset import ApproximateGreedyCoreset  # noqa: E402
 from reconpatch_nb.detector import PatchCore  # noqa: E402
 from reconpatch_nb.reconpatch import ReConPatch  # noqa: E402
@@ -53,22 +53,11 @@ BOTH = {"bank", "levels", "patch"}    # studies where PatchCore (1 % bank, as Re
 MAX_BANK = {"elpv": 0.025}            # ELPV has 156,800 training patches: larger coresets cost hours on 2 cores
 
 
-def done_keys() -> set:
-    if not RESULTS.exists(): return set()
-    return {json.dumps(json.loads(line)["key"]) for line in RESULTS.read_text().splitlines() if line.strip()}
-
-
-def append(rec: dict):
-    fd = os.open(RESULTS, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try: os.write(fd, (json.dumps(rec) + "\n").encode())
-    finally: os.close(fd)
-
-
 def record(key, m, fit_s, model, extra=None):
     rec = {"key": key, "dataset": key[0], "category": key[1], "study": key[2], "method": key[3], "setting": key[4],
            "seed": key[5], "metrics": m, "fit_seconds": round(fit_s, 2), "bank": list(model.bank.shape),
            "threads": torch.get_num_threads(), **(extra or {})}
-    append(rec)
+    append(rec, RESULTS)
     print(f"{key}: image AUROC {m['image_auroc']:.4f} fit {fit_s:.0f} s", flush=True)
 
 
@@ -130,7 +119,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     cache = Path(args.cache); cache.mkdir(parents=True, exist_ok=True)
-    done = done_keys()
+    done = done_keys(RESULTS)
     for study in args.study:
         for name in args.datasets:
             for category in (args.categories or CATEGORIES[name]):

@@ -68,14 +68,15 @@ def features(cache: Path, name: str, category: str, split: str, layers=None, pat
     return out
 
 
-def done_keys() -> set:
-    if not RESULTS.exists(): return set()
-    return {tuple(json.loads(line)["key"]) for line in RESULTS.read_text().splitlines() if line.strip()}
+def done_keys(path: Path = RESULTS) -> set:
+    "The keys of the runs already in the results file `path`, each as its JSON text (keys may hold lists)."
+    if not path.exists(): return set()
+    return {json.dumps(json.loads(line)["key"]) for line in path.read_text().splitlines() if line.strip()}
 
 
-def append(rec: dict):
+def append(rec: dict, path: Path = RESULTS):
     "One line per run, written with a single O_APPEND write (runs may go on in parallel processes)."
-    fd = os.open(RESULTS, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try: os.write(fd, (json.dumps(rec) + "\n").encode())
     finally: os.close(fd)
 
@@ -111,7 +112,7 @@ def run(args):
                 for seed in args.seeds:
                     label = method if method != "reconpatch" else f"reconpatch:{args.name}"
                     key = [name, category, args.split, label, seed]
-                    if tuple(key) in done: continue
+                    if json.dumps(key) in done: continue
                     if tr is None: tr, ev = features(cache, name, category, "train"), features(cache, name, category, args.split)
                     p = tr["p"].float()
                     t0 = time.perf_counter()
@@ -130,7 +131,7 @@ def run(args):
                            "score_ms_per_image": 1e3 * sec, "bank": list(model.bank.shape),
                            "train_log": [vars(r) if not isinstance(r, dict) else r for r in getattr(model, "train_log", [])],
                            "epoch_metrics": per_epoch, "threads": torch.get_num_threads()}
-                    append(rec); done.add(tuple(key))
+                    append(rec); done.add(json.dumps(key))
                     print(f"{name}/{category}/{args.split} {label} seed {seed}: image AUROC {m['image_auroc']:.4f}"
                           f" fit {fit_s:.0f} s", flush=True)
                     del model
