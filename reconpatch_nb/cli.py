@@ -16,6 +16,7 @@ import tempfile
 import warnings
 import zipfile
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -36,7 +37,7 @@ from .viz import save_segmentation_pngs
 __all__ = ['MEMBER_SPEC', 'MANIFEST', 'MODEL_FORMATS', 'METRIC_COLUMNS', 'DEMO_RECONPATCH', 'PAPER_SCHEDULE',
            'RECONPATCH_OPTIONS', 'SEGMENTATION_DPI', 'PREDICT_CHUNK', 'CLI_ERRORS', 'open_dataset', 'resize_for',
            'make_detector', 'parse_member', 'make_ensemble', 'run_category', 'atomic_write_bytes', 'atomic_copy',
-           'write_json', 'png_bytes', 'read_manifest', 'OutputFolder', 'model_format', 'is_model_file',
+           'write_json', 'png_bytes', 'Manifest', 'read_manifest', 'OutputFolder', 'model_format', 'is_model_file',
            'check_model_path', 'load_model', 'format_table', 'check_method_options', 'method_options', 'cmd_demo',
            'cmd_evaluate', 'heatmap_name', 'cmd_predict', 'cmd_export', 'build_parser', 'main']
 
@@ -195,9 +196,17 @@ def _check_parents(path:Path, option:str):
             if not parent.is_dir(): raise ValueError(f"{option} {path}: {parent} is a file, not a folder")
             return
 
+@dataclass(frozen=True)
+class Manifest:
+    "What an earlier run of ours left in an output folder."
+    command: str # the sub-command that owns the folder ('' when unknown)
+    files: frozenset # relative paths of that run's outputs (replaced by the next run of the same command)
+    models: frozenset # relative paths of model files saved there (never removed by a later run)
+    def __contains__(self, rel): return rel in self.files or rel in self.models
+
 def read_manifest(out:str|Path, # an output folder
-                 ) -> set|None: # relative paths of the files an earlier run wrote; None: not our folder
-    "The files listed in `out`'s manifest (only safe paths inside `out`), or None when it has no valid manifest."
+                 ) -> Manifest|None: # None: not a folder of ours
+    "The manifest of `out` (only safe paths inside `out` are kept), or None when it has no valid manifest."
     out = Path(out); f = out / MANIFEST
     if not f.is_file(): return None
     try: m = json.loads(f.read_text())
@@ -205,39 +214,48 @@ def read_manifest(out:str|Path, # an output folder
     if not isinstance(m, dict) or m.get("written_by") != "reconpatch_nb" or not isinstance(m.get("files"), list): return None
     safe = lambda r: (isinstance(r, str) and r and not Path(r).is_absolute() and ".." not in Path(r).parts
                       and r != MANIFEST and _inside(out / r, out))
-    return {Path(r).as_posix() for r in m["files"] if safe(r)}
+    paths = lambda key: frozenset(Path(r).as_posix() for r in (m.get(key) if isinstance(m.get(key), list) else []) if safe(r))
+    command = m.get("command") if isinstance(m.get("command"), str) else ""
+    models = paths("models")
+    return Manifest(command, paths("files") - models, models)
 
 class OutputFolder:
-    "An `--out` folder under the output policy: new, empty or ours (a manifest), else refused unless `overwrite`."
+    "An `--out` folder under the output policy: new, empty or written by the same sub-command (a manifest)."
     def __init__(self,
                  path:str|Path, # the folder
                  overwrite:bool=False, # write into a non-empty folder we did not write (its files are never replaced)
-                 command:str="", # recorded in the manifest
+                 command:str="", # the sub-command that writes it, recorded in the manifest
                 ):
         self.path, self.overwrite, self.command = Path(path), bool(overwrite), command
         self.check()
 
-    def check(self) -> set: # files an earlier run of ours wrote here
+    def check(self) -> Manifest: # what an earlier run of ours left here (empty for a new folder)
         "Refuse an `--out` that cannot be used, creating nothing."
-        out = self.path
+        out, empty = self.path, Manifest(self.command, frozenset(), frozenset())
         _check_parents(out, "--out")
         if out.exists() and not out.is_dir(): raise ValueError(f"--out {out} is an existing file, not a folder: choose a folder")
-        if not out.is_dir() or not any(out.iterdir()): return set()
+        if not out.is_dir() or not any(out.iterdir()): return empty
         previous = read_manifest(out)
-        if previous is None and not self.overwrite:
+        if previous is None:
+            if self.overwrite: return empty
             raise ValueError(f"--out {out} is not empty and was not written by reconpatch (no {MANIFEST}): choose a new "
                              "or empty folder, or pass --overwrite to write beside its files (they are never replaced)")
-        return previous or set()
+        if previous.command and self.command and previous.command != self.command:
+            raise ValueError(f"--out {out} holds the output of `reconpatch {previous.command}`; `reconpatch {self.command}` "
+                             f"writes into a folder of its own: choose another --out (e.g. {out / self.command})")
+        return previous
 
-    def _write_manifest(self, files:set):
+    def _write_manifest(self, files:set, models:set):
         write_json({"written_by": "reconpatch_nb", "version": reconpatch_nb.__version__, "command": self.command,
-                    "files": sorted(files)}, self.path / MANIFEST)
+                    "files": sorted(files), "models": sorted(models)}, self.path / MANIFEST)
 
     def commit(self, files:dict, # {relative path in the folder: staged file to copy there}
+               models:set=frozenset(), # which of `files` are model files (kept by later runs)
               ) -> list[Path]: # the files written
-        "Copy the staged files in (atomically, never over a file we did not write), then remove stale ones of ours."
+        "Copy the staged files in (atomically, never over a file we did not write), then remove this command's stale outputs."
         previous, out = self.check(), self.path
         files = {Path(r).as_posix(): Path(src) for r, src in files.items()}
+        models = {Path(r).as_posix() for r in models}
         for rel in files:  # every check before anything is written
             dest = out / rel
             if rel == MANIFEST or ".." in Path(rel).parts or not _inside(dest, out):
@@ -249,18 +267,21 @@ class OutputFolder:
                 if dest.is_dir(): raise ValueError(f"cannot write {dest}: a folder of that name is in the way")
                 if rel not in previous:
                     raise ValueError(f"refusing to replace {dest}: reconpatch did not write it (move it, or choose another --out)")
+                if rel in previous.models and rel not in models:
+                    raise ValueError(f"refusing to replace the saved model {dest} with another output: choose another --out")
         out.mkdir(parents=True, exist_ok=True)
-        self._write_manifest(previous | set(files))  # claim the new files before writing them
+        kept_models = {r for r in previous.models if (out / r).is_file()} | models
+        self._write_manifest(previous.files | set(files), kept_models)  # claim the new files before writing them
         written = []
         for rel, src in files.items():
             dest = out / rel; dest.parent.mkdir(parents=True, exist_ok=True)
             written.append(atomic_copy(src, dest))
-        for rel in sorted(previous - set(files)):  # stale outputs of the earlier run
+        for rel in sorted(previous.files - set(files) - kept_models):  # stale outputs of the earlier run (never a model)
             stale = out / rel
             if stale.is_file() or stale.is_symlink(): stale.unlink()
             for parent in list(stale.parents)[:len(Path(rel).parts) - 1]:  # now-empty folders of ours
                 if parent.is_dir() and not any(parent.iterdir()): parent.rmdir()
-        self._write_manifest(set(files))
+        self._write_manifest(set(files) - kept_models, kept_models)
         return written
 
 # %% ../nbs/13_cli.ipynb #6a70eb4a
@@ -413,7 +434,7 @@ def cmd_evaluate(args) -> dict:
         if model_path is not None:
             staged_model = model.save(staging / "model.pt")
             if model_rel is not None: files[model_rel] = staged_model
-        out.commit(files)
+        out.commit(files, models={model_rel} if model_rel is not None else set())
         if model_path is not None and model_rel is None:
             check_model_path(model_path)  # still a model of ours (or absent) after the run
             model_path.parent.mkdir(parents=True, exist_ok=True); atomic_copy(staged_model, model_path)

@@ -13,15 +13,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 from torchvision import transforms
 from torchvision.transforms import InterpolationMode
 
 # %% auto #0
-__all__ = ['IMAGE_EXTENSIONS', 'MIN_IMAGE_SIZE', 'MAX_IMAGE_PIXELS', 'IMAGENET_MEAN', 'IMAGENET_STD', 'DEFAULT_RESIZE',
-           'DEFAULT_CROP', 'list_images', 'open_image', 'load_image', 'mask_pixels', 'load_mask', 'ImageTransform',
-           'Item', 'AnomalyDataset', 'list_categories', 'MVTecAD', 'BTAD', 'FolderDataset']
+__all__ = ['IMAGE_EXTENSIONS', 'MIN_IMAGE_SIZE', 'MAX_IMAGE_PIXELS', 'EXIF_ORIENTATION', 'IMAGENET_MEAN', 'IMAGENET_STD',
+           'DEFAULT_RESIZE', 'DEFAULT_CROP', 'list_images', 'displayed_size', 'open_image', 'load_image', 'mask_pixels',
+           'load_mask', 'ImageTransform', 'Item', 'AnomalyDataset', 'list_categories', 'MVTecAD', 'BTAD',
+           'FolderDataset']
 
 # %% ../nbs/01_data.ipynb #bcdd3f7a
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
@@ -75,6 +76,15 @@ def _pillow_pixel_limit(max_pixels:int):
     finally:
         if lift: Image.MAX_IMAGE_PIXELS = old
 
+EXIF_ORIENTATION = 0x0112 # the EXIF tag that tells a viewer how to rotate or mirror the stored pixels
+_SWAPS_SIDES = (5, 6, 7, 8) # orientations that turn the image by 90 degrees
+
+def displayed_size(img:Image.Image, # an opened image (its header is enough)
+                  ) -> tuple: # (width, height) as a viewer shows it
+    "The size after the EXIF orientation: width and height swap for the four orientations that turn by 90 degrees."
+    w, h = img.size
+    return (h, w) if img.getexif().get(EXIF_ORIENTATION, 1) in _SWAPS_SIDES else (w, h)
+
 def open_image(path:str|Path, # an image file
                min_size:int=MIN_IMAGE_SIZE, # smallest accepted short side, in pixels
                max_pixels:int=MAX_IMAGE_PIXELS, # largest accepted width x height (decompression-bomb guard)
@@ -103,12 +113,13 @@ def open_image(path:str|Path, # an image file
 def load_image(path:str|Path, # an image file (png, jpg, bmp, tif, ...)
                max_pixels:int=MAX_IMAGE_PIXELS, # largest accepted width x height (decompression-bomb guard)
               ) -> Image.Image: # 8-bit RGB image
-    "Open `path` as an 8-bit RGB image, converting grey, palette, alpha, 16-bit and float images."
+    "Open `path` as an upright (EXIF-oriented) 8-bit RGB image, converting grey, palette, alpha, 16-bit and float images."
     path = Path(path)
     with open_image(path, max_pixels=max_pixels) as img:
         try: img.load()
         except (OSError, SyntaxError, ValueError) as e:
             raise ValueError(f"cannot read {path} as an image (expected one of {', '.join(IMAGE_EXTENSIONS)}): {e}") from e
+        img = ImageOps.exif_transpose(img)  # upright, as a viewer shows it (phones and cameras store it turned)
         return _float_to_rgb(img, path) if img.mode == "F" else _to_rgb(img)
 
 # %% ../nbs/01_data.ipynb #0c6b52f3
@@ -120,13 +131,13 @@ def mask_pixels(mask:Image.Image, # an opened mask image of any mode
 
 def load_mask(path:str|Path, # a mask image file
               max_pixels:int=MAX_IMAGE_PIXELS, # largest accepted width x height (as `load_image`)
-             ) -> Image.Image: # mode 'L', 0 (normal) or 255 (defect), same size as the file
+             ) -> Image.Image: # mode 'L', 0 (normal) or 255 (defect), upright (EXIF orientation applied)
     "Open a mask file and binarise it with the mask rule (`mask_pixels`)."
     path = Path(path)
     with open_image(path, min_size=1, max_pixels=max_pixels) as m:  # size is checked against its image instead
         try: m.load()
         except (OSError, SyntaxError, ValueError) as e: raise ValueError(f"cannot read mask {path}: {e}") from e
-        return Image.fromarray(mask_pixels(m).astype(np.uint8) * 255)
+        return Image.fromarray(mask_pixels(ImageOps.exif_transpose(m)).astype(np.uint8) * 255)  # upright, as its image
 
 # %% ../nbs/01_data.ipynb #981ac7f4
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -185,7 +196,7 @@ class Item:
 def _check_mask_size(it:Item, mask_size:tuple, image_size:tuple):
     if mask_size != image_size:
         raise ValueError(f"mask {it.mask_path} has size {mask_size} but image {it.image_path} "
-                         f"has size {image_size} (width, height): they must match")
+                         f"has size {image_size} (width, height, as displayed after any EXIF rotation): they must match")
 
 class AnomalyDataset(torch.utils.data.Dataset):
     "A list of `Item`s as a torch dataset of dicts: image (3,H,W), mask (1,H,W), label, path, defect."
@@ -231,7 +242,7 @@ class AnomalyDataset(torch.utils.data.Dataset):
         if not (self.has_masks and it.mask_path is not None):
             return torch.zeros(1, self.transform.crop, self.transform.crop)
         if image_size is None:
-            with open_image(it.image_path, max_pixels=self.max_image_pixels) as im: image_size = im.size
+            with open_image(it.image_path, max_pixels=self.max_image_pixels) as im: image_size = displayed_size(im)
         mask_img = load_mask(it.mask_path, self.max_image_pixels)
         _check_mask_size(it, mask_img.size, image_size)
         if it.label == 1 and mask_img.getbbox() is None:  # no pixel above 0
@@ -244,9 +255,10 @@ class AnomalyDataset(torch.utils.data.Dataset):
     def check_files(self) -> AnomalyDataset: # self, when every file passed
         "Read the header of every image and mask (size limits, mask size = image size) without decoding pixels."
         for it in self.items:
-            with open_image(it.image_path, max_pixels=self.max_image_pixels) as im: image_size = im.size
+            with open_image(it.image_path, max_pixels=self.max_image_pixels) as im: image_size = displayed_size(im)
             if self.has_masks and it.mask_path is not None:
-                with open_image(it.mask_path, min_size=1, max_pixels=self.max_image_pixels) as m: _check_mask_size(it, m.size, image_size)
+                with open_image(it.mask_path, min_size=1, max_pixels=self.max_image_pixels) as m:
+                    _check_mask_size(it, displayed_size(m), image_size)
         return self
 
     def __repr__(self):

@@ -65,7 +65,9 @@ def snapshot(ws: Path) -> dict:
     "sha256 of every file under `ws` that no manifest claims as written by the package."
     ours = set()
     for m in ws.rglob(MANIFEST):
-        ours |= {(m.parent / r).resolve() for r in (read_manifest(m.parent) or ())} | {m.resolve()}
+        found = read_manifest(m.parent)
+        listed = (found.files | found.models) if found is not None else ()
+        ours |= {(m.parent / r).resolve() for r in listed} | {m.resolve()}
     return {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in ws.rglob("*")
             if p.is_file() and not p.is_symlink() and p.resolve() not in ours}
 
@@ -106,12 +108,12 @@ def _rerun_setup(ws, shared):
     assert rc == 0, err
     first = read_manifest(ws / "out")
     shutil.rmtree(ws / "data" / CAT / "test" / "cut"); shutil.rmtree(ws / "data" / CAT / "ground_truth" / "cut")
-    (ws / "first.json").write_text(json.dumps(sorted(first)))
+    (ws / "first.json").write_text(json.dumps(sorted(first.files)))
     return ev(ws)
 
 
 def _rerun_check(ws, shared, rc, out, err):
-    now = read_manifest(ws / "out")
+    now = read_manifest(ws / "out").files
     on_disk = {p.relative_to(ws / "out").as_posix() for p in (ws / "out").rglob("*") if p.is_file()} - {MANIFEST}
     assert now == on_disk, "the folder holds exactly the files of the latest run"
     assert any("_cut_" in f for f in json.loads((ws / "first.json").read_text())), "the first run drew a 'cut' overlay"
@@ -158,6 +160,33 @@ def _two_same_names(ws, shared):
 def _scores(ws): return json.loads((ws / "out" / "scores.json").read_text())
 
 
+def _hashes(folder: Path) -> dict:
+    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.rglob("*") if p.is_file()}
+
+
+def _evaluate_with_model(ws):
+    "A first evaluate run that saves its model inside --out; its files' hashes go to ws/before.json."
+    rc, _, err = run_cli(*ev(ws, "--save-model", ws / "out" / "model.pt"))
+    assert rc == 0, err
+    (ws / "before.json").write_text(json.dumps(_hashes(ws / "out")))
+
+
+def _unchanged(ws, *names):
+    "Are these files of the first run (all of them when no names are given) still there, byte for byte?"
+    before, now = json.loads((ws / "before.json").read_text()), _hashes(ws / "out")
+    return all(now.get(n) == before[n] for n in (names or before))
+
+
+def _phone_test_images(ws):
+    "Store every test image as a phone does: pixels turned on their side plus EXIF orientation 6; masks stay upright."
+    exif = Image.Exif(); exif[0x0112] = 6
+    for f in (ws / "data" / CAT / "test").rglob("*.png"):
+        Image.open(f).transpose(Image.Transpose.ROTATE_90).save(f, exif=exif.tobytes())
+
+
+def _metrics(ws): return json.loads((ws / "out" / "metrics.json").read_text())
+
+
 CASES = {
     # data loss
     "save-model onto a training image": dict(
@@ -186,6 +215,13 @@ CASES = {
         setup=lambda ws, s: (_user_folder(ws, "scores.json"), pred(ws, s, a_test_image(ws), extra=["--overwrite"]))[1],
         rc=2, err="refusing to replace"),
     "rerun into our folder removes stale outputs": dict(setup=_rerun_setup, rc=0, check=_rerun_check, data=False),
+    "predict into an evaluate folder (the model inside)": dict(
+        setup=lambda ws, s: (_evaluate_with_model(ws), ["predict", "--model", ws / "out" / "model.pt", "--out", ws / "out",
+                                                         a_test_image(ws)])[1],
+        rc=2, err="holds the output of `reconpatch evaluate`", check=lambda ws, s, rc, o, e: _unchanged(ws)),
+    "evaluate again without --save-model keeps the model": dict(
+        setup=lambda ws, s: (_evaluate_with_model(ws), ev(ws))[1], rc=0,
+        check=lambda ws, s, rc, o, e: _unchanged(ws, "model.pt") and "model.pt" in read_manifest(ws / "out").models),
     "manifest pointing outside --out": dict(
         setup=lambda ws, s: (_hostile_manifest(ws), ev(ws))[1], rc=0),
     "two inputs named 001.png": dict(
@@ -197,6 +233,9 @@ CASES = {
         setup=lambda ws, s: (_recolour_masks(ws, (255, 0, 0)), ev(ws))[1], rc=0,
         check=lambda ws, s, rc, o, e: abs(json.loads((ws / "out" / "metrics.json").read_text())["pixel_auroc"]
                                           - s["metrics"]["pixel_auroc"]) < 1e-9),
+    "EXIF-rotated test images, upright masks": dict(
+        setup=lambda ws, s: (_phone_test_images(ws), ev(ws))[1], rc=0,
+        check=lambda ws, s, rc, o, e: all(abs(_metrics(ws)[k] - s["metrics"][k]) < 1e-9 for k in ("image_auroc", "pixel_auroc", "aupro"))),
     "empty mask of a defective image": dict(
         setup=lambda ws, s: (make_category(ws / "data", n_test=2), _blank_first_mask(ws), ev(ws))[2], rc=0, data=False,
         check=lambda ws, s, rc, o, e: "warning: the mask" in e and "is empty" in e),
