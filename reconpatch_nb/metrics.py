@@ -11,7 +11,8 @@ from scipy import ndimage
 from .core import to_numpy
 
 # %% auto #0
-__all__ = ['image_auroc', 'pixel_auroc', 'f1_max', 'pro_curve', 'aupro', 'compute_metrics']
+__all__ = ['image_auroc', 'pixel_auroc', 'f1_max', 'pro_curve', 'aupro', 'compute_metrics', 'pair_matrix', 'weighted_auroc',
+           'draw_counts', 'paired_bootstrap']
 
 # %% ../nbs/05_metrics.ipynb #8b698233
 def _to_numpy(x, name):
@@ -162,3 +163,63 @@ def compute_metrics(labels, # (N,) image labels, 0 normal / 1 anomalous
             "pixel_auroc": pixel_auroc(masks, maps),
             "aupro": aupro(masks, maps, fpr_limit=fpr_limit),
             "f1_max": f1_max(labels, scores)[0]}
+
+# %% ../nbs/05_metrics.ipynb #0c29c32b
+def pair_matrix(labels, # (N,) 0 normal / 1 anomalous
+                scores, # (..., N) scores, one row per seed
+               ) -> np.ndarray: # (..., n_anomalous, n_normal): 1 where the anomalous image scores higher, ½ on ties
+    "The Mann–Whitney comparison of every anomalous image with every normal one."
+    y = _to_numpy(labels, "labels").astype(bool)
+    s = np.asarray(scores, dtype=np.float64)
+    pos, neg = s[..., y][..., :, None], s[..., ~y][..., None, :]
+    return (pos > neg) + 0.5 * (pos == neg)
+
+def weighted_auroc(C:np.ndarray, # (..., n_anomalous, n_normal) from `pair_matrix`
+                   w_pos:np.ndarray, # (R, n_anomalous) how often each anomalous image is drawn in each replicate
+                   w_neg:np.ndarray, # (R, n_normal) the same for normal images
+                  ) -> np.ndarray: # (..., R) AUROC of each replicate
+    "AUROC of redrawn test sets given as counts: the count-weighted Mann–Whitney statistic."
+    num = np.einsum("ri,...ij,rj->...r", w_pos, C, w_neg, optimize=True)
+    den = w_pos.sum(1) * w_neg.sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"): return num / den  # NaN where a class was not drawn
+
+def draw_counts(labels, # (N,) 0 normal / 1 anomalous
+                n_boot:int, # number of replicates R
+                rng:np.random.Generator, # the random generator (no global state)
+                groups=None, # (N,) cluster of each image; None: each image on its own, drawn within its class
+               ) -> tuple[np.ndarray, np.ndarray]: # (R, n_anomalous), (R, n_normal) counts
+    "Bootstrap redraws of a test set as counts per image: within each class, or whole clusters when `groups` is given."
+    y = _to_numpy(labels, "labels").astype(bool)
+    if groups is None:
+        draw = lambda n: rng.multinomial(n, np.full(n, 1 / n), size=n_boot)
+        return draw(int(y.sum())).astype(np.float64), draw(int((~y).sum())).astype(np.float64)
+    g = np.asarray(groups)
+    if g.shape != y.shape: raise ValueError(f"groups must have one entry per image ({len(y)}), got shape {g.shape}")
+    ids, member = np.unique(g, return_inverse=True)
+    k = rng.multinomial(len(ids), np.full(len(ids), 1 / len(ids)), size=n_boot)   # (R, clusters)
+    w = k[:, member].astype(np.float64)                                           # each image counts as its cluster
+    return w[:, y], w[:, ~y]
+
+def paired_bootstrap(a, # (S_a, N) or (N,) image scores of method A, one row per seed
+                     b, # (S_b, N) or (N,) image scores of method B on the same test images
+                     labels, # (N,) 0 normal / 1 anomalous
+                     groups=None, # (N,) cluster of each image (see `draw_counts`); None: independent images
+                     n_boot:int=4000, # bootstrap replicates
+                     seed:int=0, # seed of the bootstrap's own generator
+                     level:float=0.95, # coverage of the interval
+                    ) -> tuple[float, float, float]: # (difference, low, high) of the mean AUROCs, A − B
+    "Mean image-AUROC difference A − B over seeds, with a paired bootstrap interval (images paired, seeds redrawn per method)."
+    y = _to_numpy(labels, "labels").astype(bool)
+    a, b = np.atleast_2d(np.asarray(a, np.float64)), np.atleast_2d(np.asarray(b, np.float64))
+    for name, x in (("a", a), ("b", b)):
+        if x.shape[-1] != len(y): raise ValueError(f"{name} has {x.shape[-1]} images per row but labels has {len(y)}")
+    if not 0 < level < 1: raise ValueError(f"level must be in (0, 1), got {level!r}")
+    rng = np.random.default_rng(seed)
+    w_pos, w_neg = draw_counts(y, n_boot, rng, groups)
+    Ca, Cb = pair_matrix(y, a), pair_matrix(y, b)
+    ra, rb = weighted_auroc(Ca, w_pos, w_neg), weighted_auroc(Cb, w_pos, w_neg)     # (S, R)
+    pick = lambda r: np.take_along_axis(r, rng.integers(len(r), size=r.shape), 0).mean(0)  # seeds redrawn per replicate
+    diffs = pick(ra) - pick(rb)
+    point = float(Ca.mean((-2, -1)).mean() - Cb.mean((-2, -1)).mean())
+    lo, hi = np.nanquantile(diffs, [(1 - level) / 2, (1 + level) / 2])
+    return point, float(lo), float(hi)
