@@ -6,546 +6,89 @@
 from __future__ import annotations
 
 import argparse
-import io
-import json
-import math
-import os
-import shutil
 import sys
-import tempfile
 import warnings
-import zipfile
-from contextlib import contextmanager
-from dataclasses import dataclass
-from pathlib import Path
 
-import matplotlib
-import numpy as np
-
-import reconpatch_nb
-from .core import safe_load
-from .data import BTAD, MAX_IMAGE_PIXELS, MIN_IMAGE_SIZE, MVTecAD, AnomalyDataset, list_categories, load_image
-from .detector import DETECTORS, PatchCore, Prediction
-from .elpv import ELPV
-from .ensemble import Ensemble
-from .reconpatch import ReConPatch  # defines (and so registers) the "reconpatch" detector
-from .train import TrainConfig
-from .synthetic import embedded_data_root
-from .viz import save_segmentation_pngs
+from .config import (CONFIGS, MAX_IMAGE_PIXELS, MEMBER_SPEC, Check, Int, Levels, PatchCoreConfig, ReConPatchConfig,
+                                  TrainConfig, cli_options, parse_member)
 
 # %% auto #0
-__all__ = ['MEMBER_SPEC', 'MANIFEST', 'MODEL_FORMATS', 'METRIC_COLUMNS', 'DEMO_RECONPATCH', 'PAPER_SCHEDULE',
-           'RECONPATCH_OPTIONS', 'SEGMENTATION_DPI', 'PREDICT_CHUNK', 'CLI_ERRORS', 'open_dataset', 'resize_for',
-           'make_detector', 'parse_member', 'make_ensemble', 'run_category', 'atomic_write_bytes', 'atomic_copy',
-           'write_json', 'png_bytes', 'Manifest', 'read_manifest', 'OutputFolder', 'model_format', 'is_model_file',
-           'check_model_path', 'load_model', 'format_table', 'check_method_options', 'method_options', 'cmd_demo',
-           'cmd_evaluate', 'heatmap_name', 'cmd_predict', 'cmd_export', 'build_parser', 'main']
+__all__ = ['OPTIONS', 'TRAIN_FIELDS', 'CLI_ERRORS', 'add_config_options', 'config_fields', 'build_parser', 'main']
 
-# %% ../nbs/13_cli.ipynb #ad89e295
-def open_dataset(root:str|Path, # dataset root holding category folders
-                 category:str, # category folder name
-                 split:str, # 'train' or 'test'
-                 layout:str="auto", # 'mvtec', 'btad' or 'auto' (look at the folders)
-                 strict:bool=False, # an empty mask of a defective image is an error (else a warning)
-                 max_image_pixels:int=MAX_IMAGE_PIXELS, # largest accepted image (decompression-bomb guard)
-                ) -> AnomalyDataset:
-    "Open one split of one category, MVTec AD or BTAD layout."
-    if layout == "auto": layout = "btad" if (Path(root) / category / "train" / "ok").is_dir() else "mvtec"
-    if layout not in ("mvtec", "btad"): raise ValueError(f"layout must be 'mvtec', 'btad' or 'auto', got {layout!r}")
-    return (BTAD if layout == "btad" else MVTecAD)(root, category, split, strict=strict, max_image_pixels=max_image_pixels)
+# %% ../nbs/13_cli.ipynb #cli11
+OPTIONS = cli_options(PatchCoreConfig, ReConPatchConfig, TrainConfig) # {field: flag, check, help, defaults}: from the dataclasses
+TRAIN_FIELDS = frozenset(TrainConfig.names())
 
-# %% ../nbs/13_cli.ipynb #77415fb0
-def resize_for(image_size:int) -> int:
-    "PatchCore's resize for a given crop size: 224 → 256, 320 → 366."
-    if image_size < MIN_IMAGE_SIZE: raise ValueError(f"image size must be at least {MIN_IMAGE_SIZE} pixels, got {image_size}")
-    return int(math.ceil(image_size * 256 / 224))
-
-# %% ../nbs/13_cli.ipynb #95759497
-def make_detector(method:str, # a key of `DETECTORS`: 'patchcore' or 'reconpatch'
-                  backbone:str="tf_efficientnet_lite0", # backbone name
-                  image_size:int=224, # crop size fed to the backbone
-                  seed:int=0, # random seed
-                  progress:bool=True, # progress bars
-                  **kwargs, # more detector arguments (coreset_ratio, epochs, ...); None values are ignored
-                 ) -> PatchCore:
-    "A detector of the given method with the CLI's options."
-    if method not in DETECTORS: raise ValueError(f"unknown method {method!r}; known: {sorted(DETECTORS)}")
-    kwargs = {k: v for k, v in kwargs.items() if v is not None}
-    return DETECTORS[method](backbone=backbone, crop=image_size, resize=resize_for(image_size), seed=seed,
-                             progress=progress, **kwargs)
-
-# %% ../nbs/13_cli.ipynb #dc414aeb
-MEMBER_SPEC = "METHOD[:BACKBONE][@SIZE]" # the grammar of one --ensemble member
-
-def parse_member(spec:str, # e.g. 'patchcore', 'reconpatch@320', 'patchcore:tf_efficientnet_lite2@160'
-                ) -> tuple: # (method, backbone or None, crop size or None); None: --backbone / --image-size
-    "Split one `--ensemble` member into method, backbone and size; a `ValueError` quotes `spec` and names the bad field."
-    if not isinstance(spec, str): raise ValueError(f"an ensemble member must be a string {MEMBER_SPEC}, got {spec!r}")
-    bad = lambda why: ValueError(f"member {spec!r}: {why} (expected {MEMBER_SPEC}, e.g. reconpatch:tf_efficientnet_lite0@224)")
-    head, at, size = spec.partition("@")
-    method, colon, backbone = head.partition(":")
-    if method not in DETECTORS: raise bad(f"unknown method {method!r}; known: {sorted(DETECTORS)}")
-    if colon and not backbone: raise bad("no backbone after ':'")
-    if ":" in backbone: raise bad(f"backbone {backbone!r} holds a second ':'")
-    if not at: return method, backbone or None, None
-    try: crop = int(size)
-    except ValueError: raise bad(f"size {size!r} is not an integer") from None
-    try: resize_for(crop)  # the one place that knows the smallest size
-    except ValueError as e: raise bad(str(e)) from None
-    return method, backbone or None, crop
-
-def make_ensemble(specs:list, # members, each 'METHOD[:BACKBONE][@SIZE]' (see `parse_member`)
-                  backbone:str, # backbone of a member that names none (--backbone)
-                  image_size:int, # crop size of a member that names none (--image-size)
-                  seed:int=0, # seed of every member and of the held-out split
-                  options:dict|None=None, # {method: more detector arguments (coreset_ratio, epochs, ...)}
-                  **kwargs, # arguments for every member (progress, checkpoint); None values are ignored
-                 ) -> Ensemble:
-    "An unfitted `Ensemble` of the members `specs` names; a bad member is a `ValueError` that quotes it."
-    members, seen = [], {}
-    for spec in specs:
-        method, bb, size = parse_member(spec)
-        key = f"{method}:{bb or backbone}@{size or image_size}"
-        if key in seen: raise ValueError(f"--ensemble names the member {key} twice ({seen[key]!r} and {spec!r})")
-        seen[key] = spec
-        try: members.append(make_detector(method, backbone=bb or backbone, image_size=size or image_size, seed=seed,
-                                          **(options or {}).get(method, {}), **kwargs))
-        except ValueError as e: raise ValueError(f"--ensemble member {spec!r}: {e}") from e
-    try: return Ensemble(members, seed=seed)
-    except ValueError as e: raise ValueError(f"--ensemble {' '.join(specs)}: {e}") from e
-
-# %% ../nbs/13_cli.ipynb #f438833e
-def run_category(model:PatchCore|Ensemble, # an unfitted detector or ensemble
-                 train:AnomalyDataset, # normal training images (an ensemble holds some out, see `split_normals`)
-                 test:AnomalyDataset, # labelled test images
-                ) -> tuple[dict, Prediction]:
-    "Fit `model` on `train`, evaluate on `test`; return the metrics (with sizes and timings) and the prediction."
-    model.fit(train)  # an ensemble holds out part of `train` itself (its `fit_sizes` say how many)
-    pred = model.predict(test)
-    m = model.evaluate(test, pred)
-    if isinstance(model, Ensemble):
-        m.update(method=model.method, **model.fit_sizes, fit_seconds=model.timings["fit_seconds"],
-                 members=[{**s, "train_seconds": k.timings["train_seconds"], **getattr(k, "train_summary", {})}
-                          for s, k in zip(model.standardization(), model.members)])
-        return m, pred
-    m.update(method=model.method, backbone=model.config["backbone"], n_train=len(train),
-             fit_seconds=model.timings["fit_seconds"], train_seconds=model.timings["train_seconds"])
-    m.update(getattr(model, "train_summary", {}))
-    return m, pred
-
-# %% ../nbs/13_cli.ipynb #e093c72a
-MANIFEST = ".reconpatch_manifest.json" # the file that marks an output folder as written by this package
-
-@contextmanager
-def _atomic_file(path:Path):
-    "A binary file that replaces `path` atomically when the block ends without error."
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            yield f
-            f.flush(); os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-def atomic_write_bytes(data:bytes, # the file's content
-                       path:str|Path, # destination (its folder must exist)
-                      ) -> Path:
-    "Write `data` to `path` via a temporary file in the same folder and `os.replace`."
-    path = Path(path)
-    with _atomic_file(path) as f: f.write(data)
-    return path
-
-def atomic_copy(src:str|Path, # the file to copy
-                dest:str|Path, # destination (its folder must exist)
-               ) -> Path:
-    "Copy `src` to `dest` via a temporary file in `dest`'s folder and `os.replace`."
-    dest = Path(dest)
-    with open(src, "rb") as fin, _atomic_file(dest) as f: shutil.copyfileobj(fin, f)
-    return dest
-
-def write_json(obj:dict, # plain values (numbers that are not JSON, e.g. numpy floats, are written as floats)
-               path:str|Path, # destination
-              ) -> Path:
-    "Write `obj` as indented JSON, atomically."
-    return atomic_write_bytes((json.dumps(obj, indent=2, default=float) + "\n").encode(), path)
-
-def png_bytes(array:np.ndarray, # (H, W) values to colour-map
-              cmap:str="magma", # matplotlib colour map
-             ) -> bytes:
-    "A colour-mapped PNG of `array`, one pixel per value, as bytes."
-    import matplotlib.pyplot as plt
-    buf = io.BytesIO(); plt.imsave(buf, np.asarray(array), cmap=cmap, format="png")
-    return buf.getvalue()
-
-# %% ../nbs/13_cli.ipynb #52098354
-def _inside(path:Path, folder:Path) -> bool:
-    "Does `path` (its folder resolved, symbolic links followed) lie inside `folder`?"
-    try: (path.parent.resolve() / path.name).relative_to(folder.resolve()); return True
-    except ValueError: return False
-
-def _rel_in(path:Path, folder:Path) -> str|None:
-    "`path` relative to `folder` (POSIX), or None when it lies outside."
-    return (path.parent.resolve() / path.name).relative_to(folder.resolve()).as_posix() if _inside(path, folder) else None
-
-def _check_parents(path:Path, option:str):
-    "Refuse a destination below an existing file (its folder could never be created)."
-    for parent in path.parents:
-        if parent.exists():
-            if not parent.is_dir(): raise ValueError(f"{option} {path}: {parent} is a file, not a folder")
-            return
-
-@dataclass(frozen=True)
-class Manifest:
-    "What an earlier run of ours left in an output folder."
-    command: str # the sub-command that owns the folder ('' when unknown)
-    files: frozenset # relative paths of that run's outputs (replaced by the next run of the same command)
-    models: frozenset # relative paths of model files saved there (never removed by a later run)
-    def __contains__(self, rel): return rel in self.files or rel in self.models
-
-def read_manifest(out:str|Path, # an output folder
-                 ) -> Manifest|None: # None: not a folder of ours
-    "The manifest of `out` (only safe paths inside `out` are kept), or None when it has no valid manifest."
-    out = Path(out); f = out / MANIFEST
-    if not f.is_file(): return None
-    try: m = json.loads(f.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError): return None
-    if not isinstance(m, dict) or m.get("written_by") != "reconpatch_nb" or not isinstance(m.get("files"), list): return None
-    safe = lambda r: (isinstance(r, str) and r and not Path(r).is_absolute() and ".." not in Path(r).parts
-                      and r != MANIFEST and _inside(out / r, out))
-    paths = lambda key: frozenset(Path(r).as_posix() for r in (m.get(key) if isinstance(m.get(key), list) else []) if safe(r))
-    command = m.get("command") if isinstance(m.get("command"), str) else ""
-    models = paths("models")
-    return Manifest(command, paths("files") - models, models)
-
-class OutputFolder:
-    "An `--out` folder under the output policy: new, empty or written by the same sub-command (a manifest)."
-    def __init__(self,
-                 path:str|Path, # the folder
-                 overwrite:bool=False, # write into a non-empty folder we did not write (its files are never replaced)
-                 command:str="", # the sub-command that writes it, recorded in the manifest
-                ):
-        self.path, self.overwrite, self.command = Path(path), bool(overwrite), command
-        self.check()
-
-    def check(self) -> Manifest: # what an earlier run of ours left here (empty for a new folder)
-        "Refuse an `--out` that cannot be used, creating nothing."
-        out, empty = self.path, Manifest(self.command, frozenset(), frozenset())
-        _check_parents(out, "--out")
-        if out.exists() and not out.is_dir(): raise ValueError(f"--out {out} is an existing file, not a folder: choose a folder")
-        if not out.is_dir() or not any(out.iterdir()): return empty
-        previous = read_manifest(out)
-        if previous is None:
-            if self.overwrite: return empty
-            raise ValueError(f"--out {out} is not empty and was not written by reconpatch (no {MANIFEST}): choose a new "
-                             "or empty folder, or pass --overwrite to write beside its files (they are never replaced)")
-        if previous.command and self.command and previous.command != self.command:
-            raise ValueError(f"--out {out} holds the output of `reconpatch {previous.command}`; `reconpatch {self.command}` "
-                             f"writes into a folder of its own: choose another --out (e.g. {out / self.command})")
-        return previous
-
-    def _write_manifest(self, files:set, models:set):
-        write_json({"written_by": "reconpatch_nb", "version": reconpatch_nb.__version__, "command": self.command,
-                    "files": sorted(files), "models": sorted(models)}, self.path / MANIFEST)
-
-    def commit(self, files:dict, # {relative path in the folder: staged file to copy there}
-               models:set=frozenset(), # which of `files` are model files (kept by later runs)
-              ) -> list[Path]: # the files written
-        "Copy the staged files in (atomically, never over a file we did not write), then remove this command's stale outputs."
-        previous, out = self.check(), self.path
-        files = {Path(r).as_posix(): Path(src) for r, src in files.items()}
-        models = {Path(r).as_posix() for r in models}
-        for rel in files:  # every check before anything is written
-            dest = out / rel
-            if rel == MANIFEST or ".." in Path(rel).parts or not _inside(dest, out):
-                raise ValueError(f"output file {rel!r} would lie outside --out {out}")
-            for parent in list(dest.parents)[:len(Path(rel).parts) - 1]:
-                if parent.exists() and not parent.is_dir():
-                    raise ValueError(f"cannot write {dest}: {parent} is a file that reconpatch did not write")
-            if dest.exists() or dest.is_symlink():
-                if dest.is_dir(): raise ValueError(f"cannot write {dest}: a folder of that name is in the way")
-                if rel not in previous:
-                    raise ValueError(f"refusing to replace {dest}: reconpatch did not write it (move it, or choose another --out)")
-                if rel in previous.models and rel not in models:
-                    raise ValueError(f"refusing to replace the saved model {dest} with another output: choose another --out")
-        out.mkdir(parents=True, exist_ok=True)
-        kept_models = {r for r in previous.models if (out / r).is_file()} | models
-        self._write_manifest(previous.files | set(files), kept_models)  # claim the new files before writing them
-        written = []
-        for rel, src in files.items():
-            dest = out / rel; dest.parent.mkdir(parents=True, exist_ok=True)
-            written.append(atomic_copy(src, dest))
-        for rel in sorted(previous.files - set(files) - kept_models):  # stale outputs of the earlier run (never a model)
-            stale = out / rel
-            if stale.is_file() or stale.is_symlink(): stale.unlink()
-            for parent in list(stale.parents)[:len(Path(rel).parts) - 1]:  # now-empty folders of ours
-                if parent.is_dir() and not any(parent.iterdir()): parent.rmdir()
-        self._write_manifest(set(files) - kept_models, kept_models)
-        return written
-
-# %% ../nbs/13_cli.ipynb #6a70eb4a
-MODEL_FORMATS = {"reconpatch_nb": PatchCore, "reconpatch_nb_ensemble": Ensemble} # a saved file's `format` field -> its class
-
-def model_format(path:str|Path) -> str|None:
-    "The `format` field of a model file of ours (a zip archive read with `safe_load`); None for any other file."
-    path = Path(path)
-    if not path.is_file() or not zipfile.is_zipfile(path): return None  # torch.save writes a zip archive
-    try: state = safe_load(path)
-    except (ValueError, FileNotFoundError): return None
-    fmt = state.get("format") if isinstance(state, dict) else None
-    return fmt if fmt in MODEL_FORMATS else None
-
-def is_model_file(path:str|Path) -> bool:
-    "Is `path` a model file written by `PatchCore.save` or `Ensemble.save`? (Read safely, see `model_format`.)"
-    return model_format(path) is not None
-
-def check_model_path(path:str|Path, # where `--save-model` would write
-                     option:str="--save-model", # the option's name, for messages
-                    ) -> Path:
-    "Refuse a folder, or an existing file that is not a model of ours; creates nothing."
-    path = Path(path)
-    _check_parents(path, option)
-    if path.is_dir(): raise ValueError(f"{option} {path} is a folder: give a file name, e.g. {path / 'model.pt'}")
-    if path.exists() and not is_model_file(path):
-        raise ValueError(f"{option} {path} exists and is not a reconpatch_nb model file: refusing to replace it")
-    return path
-
-def load_model(path:str|Path) -> PatchCore|Ensemble:
-    "`PatchCore.load` or `Ensemble.load` as the file's `format` says, a damaged or foreign file reported as one `ValueError`."
-    klass = MODEL_FORMATS.get(model_format(path), PatchCore)  # not a file of ours: `PatchCore.load` says why
-    try: return klass.load(path)
-    except (KeyError, TypeError, AttributeError) as e:
-        raise ValueError(f"{path} is not a usable reconpatch_nb model file: a field is missing or unknown "
-                         f"({type(e).__name__}: {e})") from e
-
-# %% ../nbs/13_cli.ipynb #1a7b258e
-METRIC_COLUMNS = ("image_auroc", "pixel_auroc", "aupro")
-
-def format_table(results:dict, # {category: {method: metrics}}
-                ) -> str:
-    "A plain-text table: one row per category, one column per method and metric, plus the mean row."
-    methods = sorted({m for r in results.values() for m in r}, key=lambda m: list(DETECTORS).index(m) if m in DETECTORS else 99)
-    cols = [(m, k) for m in methods for k in METRIC_COLUMNS]
-    head = ["category"] + [f"{m}:{k.replace('_auroc', '').replace('image', 'img').replace('pixel', 'pix')}" for m, k in cols]
-    fmt = lambda v: "  n/a" if v is None else f"{100 * v:5.1f}"
-    rows = [[c] + [fmt(results[c].get(m, {}).get(k)) for m, k in cols] for c in results]
-    means = []
-    for m, k in cols:
-        vals = [results[c][m][k] for c in results if m in results[c] and results[c][m].get(k) is not None]
-        means.append(fmt(float(np.mean(vals))) if vals else fmt(None))
-    rows.append(["mean"] + means)
-    widths = [max(len(r[i]) for r in rows + [head]) for i in range(len(head))]
-    line = lambda r: "  ".join(x.rjust(w) if i else x.ljust(w) for i, (x, w) in enumerate(zip(r, widths)))
-    return "\n".join([line(head), line(["-" * w for w in widths])] + [line(r) for r in rows])
-
-# %% ../nbs/13_cli.ipynb #b601dc31
-# `reconpatch demo` and `evaluate` train ReConPatch with the package default `TrainConfig()`, the recipe chosen on the
-# validation splits in notebook 90; the paper's schedule is one flag away: --paper-schedule.
-DEMO_RECONPATCH = {k: getattr(TrainConfig(), k) for k in ("epochs", "lr", "gamma", "center")} # the default schedule, as shown in --help
-PAPER_SCHEDULE = {k: getattr(TrainConfig.paper(), k) for k in DEMO_RECONPATCH} # --paper-schedule
-RECONPATCH_OPTIONS = ("epochs", "lr", "gamma", "patches_per_step") # CLI options that only ReConPatch uses
-SEGMENTATION_DPI = 110 # resolution of the overlay PNGs
-
-def check_method_options(methods:list, args):
-    "Refuse ReConPatch-only options when no chosen method is ReConPatch."
-    given = [k for k in RECONPATCH_OPTIONS if getattr(args, k, None) is not None]
-    if getattr(args, "paper_schedule", False): given.append("paper_schedule")
-    if given and "reconpatch" not in methods:
-        raise ValueError(f"--{given[0].replace('_', '-')} applies to --method reconpatch only (or a reconpatch member of "
-                         f"--ensemble), not {', '.join(dict.fromkeys(methods))}")
-
-def method_options(method:str, args, preset:dict|None=None) -> dict:
-    "Detector keyword arguments of `method` from the command line (ReConPatch: given values, else `preset`'s)."
-    opts = {"coreset_ratio": args.coreset_ratio}
-    if method == "reconpatch":
-        opts.update({k: getattr(args, k) for k in RECONPATCH_OPTIONS})
-        opts.update({k: v for k, v in (preset or {}).items() if opts.get(k) is None})
-    return opts
-
-def _staged_overlays(model, test, staging:Path, rel:str, pred, n:int|None=None) -> dict:
-    "Write the segmentation PNGs into `staging / rel`; return {relative path: staged file}."
-    kw = {} if n is None else {"n": n}
-    paths = save_segmentation_pngs(model, test, staging / rel, pred=pred, dpi=SEGMENTATION_DPI, **kw)
-    return {f"{rel}/{p.name}": p for p in paths}
-
-def cmd_demo(args) -> dict:
-    "Every method on every embedded category: table, metrics.json, overlays."
-    check_method_options(args.methods, args)
-    preset = PAPER_SCHEDULE if args.paper_schedule else DEMO_RECONPATCH
-    out = OutputFolder(args.out, args.overwrite, "demo")
-    root = embedded_data_root()
-    categories = args.categories or list_categories(root)
-    unknown = sorted(set(categories) - set(list_categories(root)))
-    if unknown: raise ValueError(f"unknown categories {unknown}; embedded: {list_categories(root)}")
-    results = {}
-    with tempfile.TemporaryDirectory(prefix="reconpatch_") as tmp:
-        staging, files = Path(tmp), {}
-        for cat in categories:
-            train, test = open_dataset(root, cat, "train"), open_dataset(root, cat, "test")
-            results[cat] = {}
-            for method in args.methods:
-                model = make_detector(method, backbone=args.backbone, image_size=args.image_size, seed=args.seed,
-                                      progress=not args.quiet, **method_options(method, args, preset))
-                results[cat][method], pred = run_category(model, train, test)
-                files.update(_staged_overlays(model, test, staging, f"{cat}/{method}", pred, n=4))
-                print(f"{cat:>10} {method:>10}: image AUROC {results[cat][method]['image_auroc']:.3f}", file=sys.stderr)
-        table = format_table(results)
-        files["metrics.json"] = write_json({"data_root": str(root), "results": results, "table": table.split("\n")},
-                                           staging / "metrics.json")
-        out.commit(files)
-    print(table); print(f"\nwrote {out.path / 'metrics.json'} and overlay PNGs under {out.path}/")
-    return results
-
-def cmd_evaluate(args) -> dict:
-    "Fit on one category's training split, evaluate on its test split, write metrics.json (and the model)."
-    methods = [parse_member(s)[0] for s in args.ensemble] if args.ensemble else [args.method or PatchCore.method]
-    check_method_options(methods, args)
-    out = OutputFolder(args.out, args.overwrite, "evaluate")
-    model_path = check_model_path(args.save_model) if args.save_model else None
-    # the model first: a bad backbone, member or option fails before any image is opened
-    preset = PAPER_SCHEDULE if args.paper_schedule else None
-    if args.ensemble:
-        model = make_ensemble(args.ensemble, args.backbone, args.image_size, seed=args.seed, progress=not args.quiet,
-                              checkpoint=args.checkpoint, options={k: method_options(k, args, preset) for k in methods})
-        backbones = sorted({k.config["backbone"] for k in model.members})
-        if args.checkpoint is not None and len(backbones) > 1:
-            raise ValueError(f"--checkpoint {args.checkpoint} is one backbone's weights, but the --ensemble members use {backbones}")
-    else:
-        model = make_detector(methods[0], backbone=args.backbone, image_size=args.image_size, seed=args.seed,
-                              progress=not args.quiet, checkpoint=args.checkpoint, **method_options(methods[0], args, preset))
-    if args.dataset == "elpv":  # read from the installed elpv-dataset package: the protocol's train and test splits
-        if args.data_root is not None: raise ValueError("--data-root is for --dataset folder: ELPV is read from the installed elpv-dataset package")
-        train, test = (ELPV(args.category, s).check_files() for s in ("train", "test"))
-    else:
-        if args.data_root is None: raise ValueError("--data-root is required with --dataset folder (or use --dataset elpv)")
-        train, test = (open_dataset(args.data_root, args.category, s, args.layout, args.strict, args.max_image_pixels).check_files()
-                       for s in ("train", "test"))
-    model_rel = _rel_in(model_path, out.path) if model_path is not None else None
-    if model_rel is not None and (model_rel in (".", "metrics.json", MANIFEST) or model_rel.startswith("overlays/")):
-        raise ValueError(f"--save-model {model_path} would overwrite this run's own {model_rel} in --out: choose another name")
-    m, pred = run_category(model, train, test)
-    m.update(category=args.category, dataset=args.dataset, image_size=model.transform.crop,
-             data_root=str(args.data_root) if args.data_root is not None else "elpv-dataset package")
-    with tempfile.TemporaryDirectory(prefix="reconpatch_") as tmp:
-        staging = Path(tmp)
-        files = {"metrics.json": write_json(m, staging / "metrics.json")}
-        files.update(_staged_overlays(model, test, staging, "overlays", pred))
-        if model_path is not None:
-            staged_model = model.save(staging / "model.pt")
-            if model_rel is not None: files[model_rel] = staged_model
-        out.commit(files, models={model_rel} if model_rel is not None else set())
-        if model_path is not None and model_rel is None:
-            check_model_path(model_path)  # still a model of ours (or absent) after the run
-            model_path.parent.mkdir(parents=True, exist_ok=True); atomic_copy(staged_model, model_path)
-    print(json.dumps({k: m[k] for k in ("image_auroc", "pixel_auroc", "aupro", "f1_max")}, indent=1))
-    return m
-
-PREDICT_CHUNK = 32 # images read and scored together by `reconpatch predict`
-
-def heatmap_name(i:int, # position of the image on the command line
-                 path:str|Path, # the image
-                ) -> str:
-    "A heat-map file name unique per input, even when two inputs share a file name (a/001.png, b/001.png)."
-    return f"{i:03d}_{Path(path).stem}_heatmap.png"
-
-def cmd_predict(args) -> dict:
-    "Score images with a saved model; write scores.json (with the unreadable images) and one heat map per image."
-    out = OutputFolder(args.out, args.overwrite, "predict")
-    model = load_model(args.model)
-    images = list(dict.fromkeys(args.images))  # each input once, in command-line order
-    scores, unreadable = {}, {}
-    with tempfile.TemporaryDirectory(prefix="reconpatch_") as tmp:
-        staging, files = Path(tmp), {}
-        for start in range(0, len(images), PREDICT_CHUNK):
-            loaded = []
-            for i, p in enumerate(images[start:start + PREDICT_CHUNK], start):
-                try: loaded.append((i, p, load_image(p, args.max_image_pixels)))
-                except (ValueError, OSError) as e: unreadable[p] = str(e)  # FileNotFoundError is an OSError
-            if not loaded: continue
-            pred = model.predict([img for _, _, img in loaded])
-            for (i, p, _), s, amap in zip(loaded, pred.scores.tolist(), pred.maps):
-                name = heatmap_name(i, p)
-                files[name] = staging / name; files[name].write_bytes(png_bytes(amap.numpy()))
-                scores[p] = {"score": s, "anomalous": s > model.threshold, "heatmap": name}
-        if not scores:
-            raise ValueError(f"none of the {len(images)} images could be scored; first: {next(iter(unreadable.values()))}")
-        files["scores.json"] = write_json({"threshold": model.threshold, "scores": scores, "unreadable": unreadable},
-                                          staging / "scores.json")
-        out.commit(files)
-    for p, v in scores.items(): print(f"{v['score']:.4f}  {'ANOMALOUS' if v['anomalous'] else 'normal   '}  {p}")
-    for p, why in unreadable.items(): print(f"reconpatch predict: skipped {p}: {why}", file=sys.stderr)
-    return scores
-
-def cmd_export(args) -> dict:
-    "Export a saved model as one ONNX graph: pre-processed images (B, 3, H, W) -> image scores (B,), anomaly maps (B, H, W)."
-    model = load_model(args.model)
-    if isinstance(model, Ensemble):
-        raise ValueError(f"--model {args.model} is an ensemble of {len(model.members)} detectors: ONNX export takes one "
-                         "detector (save one with `evaluate --method ... --save-model`)")
-    from reconpatch_nb.export import export_onnx  # onnx is needed only here (absolute: this cell also runs in the notebook)
-    out = Path(args.out)
-    if out.is_dir(): raise ValueError(f"--out {out} is a folder: give the .onnx file to write")
-    if out.exists() and not args.overwrite: raise ValueError(f"--out {out} exists: pass --overwrite to replace it")
-    path = export_onnx(model, out, opset=args.opset)
-    crop = model.config["crop"]
-    info = {"model": Path(args.model).name, "out": path.name, "megabytes": round(path.stat().st_size / 2**20, 2), "method": model.method,
-            "input": ["batch", 3, crop, crop], "outputs": {"scores": ["batch"], "maps": ["batch", crop, crop]}}
-    print(json.dumps(info, indent=1))
-    return info
-
-# %% ../nbs/13_cli.ipynb #063ebd74
 class _Parser(argparse.ArgumentParser):
     "An argument parser whose errors are one line on stderr (exit status 2), without the usage block."
     def error(self, message): self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
-def _number(kind, low=None, high=None, low_open=False, what="a number"):
-    "An argparse type: `kind(text)` within [low, high] (low excluded if `low_open`)."
+def _typed(check:Check):
+    "An argparse type: the text parsed and checked by a field's `Check`, or a one-line error that says what was expected."
     def parse(text):
-        try: v = kind(text)
-        except ValueError: raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
-        if not math.isfinite(v) or (low is not None and (v <= low if low_open else v < low)) or (high is not None and v > high):
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
-        return v
+        try: return check("value", check.parse(text))
+        except (ValueError, TypeError): raise argparse.ArgumentTypeError(f"expected {check.describe()}, got {text!r}") from None
     return parse
 
-def _member_spec(text):
+def _member(text):
     "An argparse type: one `--ensemble` member, checked by `parse_member` and kept as written."
     try: parse_member(text)
     except ValueError as e: raise argparse.ArgumentTypeError(str(e)) from None
     return text
 
+def _paper_schedule() -> str:
+    "The paper's training recipe, as the fields in which it differs from the default."
+    paper, ours = TrainConfig.paper(), TrainConfig()
+    return ", ".join(f"{k} {getattr(paper, k):g}" if isinstance(getattr(paper, k), float) else f"{k} {getattr(paper, k)}"
+                     for k in TrainConfig.names() if getattr(paper, k) != getattr(ours, k))
+
+def add_config_options(p:argparse.ArgumentParser):
+    "One option per command-line field of the configs, in two groups; every default is None (the dataclass default applies)."
+    groups = {"detector": p.add_argument_group("detector (PatchCore and ReConPatch)"),
+              "train": p.add_argument_group("ReConPatch training")}
+    for name, o in OPTIONS.items():
+        kind = dict(nargs="+", type=o["check"].parse) if isinstance(o["check"], Levels) else dict(type=_typed(o["check"]))
+        groups["train" if name in TRAIN_FIELDS else "detector"].add_argument(
+            o["flag"], dest=name, default=None, metavar=name.upper(), help=o["help"].replace("%", "%%"), **kind)
+    groups["train"].add_argument("--paper-schedule", action="store_true",
+                                 help=f"train with the paper's recipe (TrainConfig.paper(): {_paper_schedule()}); "
+                                      "single options above still change it")
+
+def config_fields(methods:list, # the methods the command builds: one, or the members of an ensemble
+                  args, # parsed arguments
+                 ) -> dict: # {method: config fields given on the command line for it}
+    "The config fields each method takes from the command line; an option that no chosen method uses is an error."
+    given = {k: getattr(args, k) for k in OPTIONS if getattr(args, k, None) is not None}
+    paper = getattr(args, "paper_schedule", False)
+    out = {}
+    for m in dict.fromkeys(methods):
+        names = set(CONFIGS[m].names())
+        takes = names | (TRAIN_FIELDS if "train" in names else set())
+        out[m] = {k: v for k, v in given.items() if k in takes}
+        if paper and "train" in names: out[m]["train"] = TrainConfig.paper()
+    unused = [OPTIONS[k]["flag"] for k in given if not any(k in f for f in out.values())]
+    if paper and not any("train" in f for f in out.values()): unused.append("--paper-schedule")
+    if unused:
+        flag = unused[0]; name = flag[2:].replace("-", "_")
+        users = [m for m, c in CONFIGS.items() if name in c.names() or ("train" in c.names() and (name in TRAIN_FIELDS or name == "paper_schedule"))]
+        raise ValueError(f"{flag} applies to {' or '.join(users)} only (as --method or an --ensemble member), not {', '.join(dict.fromkeys(methods))}")
+    return out
+
 def build_parser() -> argparse.ArgumentParser:
-    "The `reconpatch` argument parser."
+    "The `reconpatch` argument parser: the detector options come from the config dataclasses."
     ap = _Parser(prog="reconpatch", description="ReConPatch / PatchCore anomaly detection")
     sub = ap.add_subparsers(dest="command", required=True)
     def common(p):
-        p.add_argument("--backbone", default="tf_efficientnet_lite0", help="backbone name (default: %(default)s)")
-        p.add_argument("--image-size", type=_number(int, MIN_IMAGE_SIZE, what=f"an integer >= {MIN_IMAGE_SIZE}"), default=224,
-                       help="crop size in pixels (default: %(default)s)")
-        p.add_argument("--coreset-ratio", type=_number(float, 0, 1, low_open=True, what="a fraction in (0, 1]"), default=None,
-                       help="memory-bank fraction (method default if omitted)")
-        p.add_argument("--epochs", type=_number(int, 1, what="a positive integer"), default=None,
-                       help="ReConPatch training epochs (paper: 120)")
-        p.add_argument("--lr", type=_number(float, 0, low_open=True, what="a positive number"), default=None,
-                       help="ReConPatch learning rate (paper: 1e-5)")
-        p.add_argument("--gamma", type=_number(float, 0, 1, what="a number in [0, 1]"), default=None,
-                       help="ReConPatch EMA rate of the similarity network (paper: 0.999)")
-        p.add_argument("--patches-per-step", type=_number(int, 2, what="an integer >= 2"), default=None,
-                       help="ReConPatch patches per training step (default: the training's own)")
-        p.add_argument("--seed", type=_number(int, 0, what="a non-negative integer"), default=0)
+        add_config_options(p)
         p.add_argument("--quiet", action="store_true", help="no progress bars")
         p.add_argument("--overwrite", action="store_true",
                        help="write into a non-empty --out folder that reconpatch did not write (its files are never replaced)")
-    pixels = dict(type=_number(int, 1, what="a positive integer"), default=MAX_IMAGE_PIXELS,
+    pixels = dict(type=_typed(Int(1)), default=MAX_IMAGE_PIXELS,
                   help="largest image, in pixels, to open (decompression-bomb guard; default: %(default)s)")
+    methods = list(CONFIGS)
     d = sub.add_parser("demo", help="all methods on the embedded data")
     common(d)
-    d.add_argument("--paper-schedule", action="store_true",
-                   help=f"train ReConPatch with the paper's schedule ({PAPER_SCHEDULE['epochs']} epochs, lr {PAPER_SCHEDULE['lr']:g}, "
-                        f"EMA {PAPER_SCHEDULE['gamma']}, no centring) instead of the default ({DEMO_RECONPATCH['epochs']} epochs, "
-                        f"lr {DEMO_RECONPATCH['lr']:g}, EMA {DEMO_RECONPATCH['gamma']}, centring {DEMO_RECONPATCH['center']!r})")
-    d.add_argument("--methods", nargs="+", default=list(DETECTORS), choices=list(DETECTORS))
+    d.add_argument("--methods", nargs="+", default=methods, choices=methods)
     d.add_argument("--categories", nargs="+", default=None, help="subset of the embedded categories")
     d.add_argument("--out", default="reconpatch_out", help="output folder (default: %(default)s)")
     e = sub.add_parser("evaluate", help="fit and evaluate on one category of a dataset folder")
@@ -556,13 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--category", required=True)
     e.add_argument("--layout", default="auto", choices=["auto", "mvtec", "btad"])
     which = e.add_mutually_exclusive_group()  # one detector or an ensemble, never both
-    which.add_argument("--method", default=None, choices=list(DETECTORS), help=f"the detector (default: {PatchCore.method})")
-    which.add_argument("--ensemble", nargs="+", type=_member_spec, default=None, metavar="SPEC",
+    which.add_argument("--method", default=None, choices=methods, help=f"the detector (default: {methods[0]})")
+    which.add_argument("--ensemble", nargs="+", type=_member, default=None, metavar="SPEC",
                        help=f"an ensemble instead of one --method, one {MEMBER_SPEC} per member; backbone and size default "
                             "to --backbone and --image-size (e.g. patchcore@224 reconpatch:tf_efficientnet_lite2@320)")
-    e.add_argument("--paper-schedule", action="store_true",
-                   help="for ReConPatch (--method reconpatch or its --ensemble members): the paper's training schedule (see `demo --help`)")
-    e.add_argument("--checkpoint", default=None, help="local backbone weights file (for offline wide_resnet50_2)")
     e.add_argument("--save-model", default=None, help="also save the fitted model (or ensemble) to this file")
     e.add_argument("--strict", action="store_true", help="an empty mask of a defective test image is an error, not a warning")
     e.add_argument("--max-image-pixels", **pixels)
@@ -578,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--model", required=True, help="a single detector's file written by `evaluate --save-model` or `.save()`")
     x.add_argument("--format", default="onnx", choices=["onnx"], help="export format (default: %(default)s)")
     x.add_argument("--out", required=True, help="the .onnx file to write")
-    x.add_argument("--opset", type=_number(int, 13, what="an ONNX opset >= 13"), default=17, help="ONNX opset (default: %(default)s)")
+    x.add_argument("--opset", type=_typed(Int(13)), default=17, help="ONNX opset (default: %(default)s)")
     x.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     return ap
 
@@ -594,7 +134,9 @@ def main(argv:list|None=None, # arguments (default: sys.argv[1:])
         print(f"{prefix}: warning: {' '.join(str(message).split())}", file=sys.stderr)
     with warnings.catch_warnings():
         warnings.showwarning = one_line
-        try: {"demo": cmd_demo, "evaluate": cmd_evaluate, "predict": cmd_predict, "export": cmd_export}[args.command](args)
+        try:
+            from reconpatch_nb import commands  # torch, timm, faiss: only once the arguments are parsed (`--help` stays fast)
+            commands.COMMANDS[args.command](args)
         except CLI_ERRORS as e:
             print(f"{prefix}: error: {' '.join(str(e).split())}", file=sys.stderr)
             return 2

@@ -8,9 +8,9 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
+from .config import TrainConfig
 from .core import check_features, squared_distances
 from .pairwise import check_sigma, pairwise_from_distances, prepare_projections, resolve_center
 
@@ -37,7 +37,7 @@ def knn_from_distances(d2:Tensor, # (N, N) squared distances; its diagonal is ov
 
 def knn_indices(z:Tensor, # (N, D) projected patch features z̄
                 k:int, # neighbours per row, 1 <= k < N
-                normalize:bool=True, # L2-normalise rows first (same [choice] as `pairwise_similarity`)
+                normalize:bool=TrainConfig.default("normalize"), # L2-normalise rows first (same [choice] as `pairwise_similarity`)
                 include_self:bool=True, # count i as its own nearest neighbour ([choice], as STML)
                 center:str|Tensor="none", # centre z̄ first: "none", "batch" or a (D,) mean (as `pairwise_similarity`)
                ) -> Tensor: # (N, k) long indices of N_k(i), nearest first
@@ -53,7 +53,7 @@ def _mask(idx:Tensor, n:int, dtype:torch.dtype) -> Tensor:
 
 # %% ../nbs/08_contextual.ipynb #511412c0
 def half_k(k:int, # neighbourhood size k of Eq. 2
-           variant:str="paper", # "paper": ceil(k/2); "stml": round-half-even as STML's `np.around`, at least 1
+           variant:str=TrainConfig.default("variant"), # "paper": ceil(k/2); "stml": round-half-even as STML's `np.around`, at least 1
           ) -> int: # the neighbourhood size used for query expansion (Eq. 4)
     "Neighbourhood size k/2 of the query expansion for a given k ([choice] of rounding)."
     if variant == "paper": return math.ceil(k / 2)
@@ -62,7 +62,7 @@ def half_k(k:int, # neighbourhood size k of Eq. 2
 
 # %% ../nbs/08_contextual.ipynb #9bfbca17
 def contextual_from_knn(idx:Tensor, # (N, k) indices of N_k(i), nearest first (`knn_indices`)
-                        variant:str="paper", # "paper" (Eq. 2-5 as written) or "stml" (STML's official code)
+                        variant:str=TrainConfig.default("variant"), # "paper" (Eq. 2-5 as written) or "stml" (STML's official code)
                         dtype:torch.dtype=torch.float32, # dtype of the result
                        ) -> Tensor: # (N, N) symmetric w^C with values in [0, 1]
     "Eq. 2-5 from the neighbour lists: the kernel that `contextual_similarity` and the training loop share."
@@ -89,9 +89,9 @@ def contextual_from_knn(idx:Tensor, # (N, k) indices of N_k(i), nearest first (`
     return w_hat.T.contiguous().add_(w_hat).mul_(0.5)                                # Eq. 5: ½ (ŵ + ŵᵀ)
 
 def contextual_similarity(z:Tensor, # (N, D) projected patch features z̄ from the similarity network
-                          k:int=5, # neighbourhood size of Eq. 2, 1 <= k < N
-                          variant:str="paper", # "paper" (Eq. 2-5 as written) or "stml" (STML's official code)
-                          normalize:bool=True, # L2-normalise rows first (same [choice] as `pairwise_similarity`)
+                          k:int, # neighbourhood size of Eq. 2, 1 <= k < N
+                          variant:str=TrainConfig.default("variant"), # "paper" (Eq. 2-5 as written) or "stml" (STML's official code)
+                          normalize:bool=TrainConfig.default("normalize"), # L2-normalise rows first (same [choice] as `pairwise_similarity`)
                           include_self:bool=True, # count i as its own nearest neighbour ([choice], as STML)
                           center:str|Tensor="none", # centre z̄ first: "none", "batch" or a (D,) mean
                          ) -> Tensor: # (N, N) symmetric w^C with values in [0, 1]
@@ -102,10 +102,10 @@ def contextual_similarity(z:Tensor, # (N, D) projected patch features z̄ from t
 
 # %% ../nbs/08_contextual.ipynb #93c48163
 def pseudo_label_terms(z:Tensor, # (N, D) projected patch features z̄ (not checked)
-                       sigma:float|str=1.0, # σ of Eq. 1, or "median"
-                       k:int=5, # k of Eq. 2
-                       normalize:bool=True, # L2-normalise rows first
-                       variant:str="paper", # contextual variant: "paper" or "stml"
+                       sigma:float|str, # σ of Eq. 1, or "median"
+                       k:int, # k of Eq. 2
+                       normalize:bool=TrainConfig.default("normalize"), # L2-normalise rows first
+                       variant:str=TrainConfig.default("variant"), # contextual variant: "paper" or "stml"
                        center:Tensor|None=None, # (D,) vector subtracted before normalising, or None
                        include_self:bool=True, # count i as its own nearest neighbour
                       ) -> tuple[Tensor, Tensor]: # w^P and w^C, each (N, N)
@@ -117,11 +117,11 @@ def pseudo_label_terms(z:Tensor, # (N, D) projected patch features z̄ (not chec
     return w_pair, contextual_from_knn(idx, variant, z.dtype)  # Eq. 2-5
 
 def combined_similarity(z:Tensor, # (N, D) projected patch features z̄ from the similarity network
-                        alpha:float=0.5, # weight α of the pairwise term, in [0, 1]
-                        sigma:float|str=1.0, # bandwidth σ of the pairwise term (Eq. 1), or "median"
-                        k:int=5, # neighbourhood size of the contextual term (Eq. 2)
-                        normalize:bool=True, # L2-normalise rows first (both terms)
-                        variant:str="paper", # contextual variant: "paper" or "stml"
+                        alpha:float, # weight α of the pairwise term, in [0, 1]
+                        sigma:float|str, # bandwidth σ of the pairwise term (Eq. 1), or "median"
+                        k:int, # neighbourhood size of the contextual term (Eq. 2)
+                        normalize:bool=TrainConfig.default("normalize"), # L2-normalise rows first (both terms)
+                        variant:str=TrainConfig.default("variant"), # contextual variant: "paper" or "stml"
                         center:str|Tensor="none", # centre z̄ first: "none", "batch" or a (D,) mean
                        ) -> Tensor: # (N, N) symmetric pseudo-labels w in [0, 1]
     "Pseudo-label w = α·w^P + (1 − α)·w^C (Eq. 6 of ReConPatch)."

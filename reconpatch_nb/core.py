@@ -5,29 +5,30 @@
 # %% ../nbs/00_core.ipynb #3c20f1c0
 from __future__ import annotations
 
+import json
 import os
 import random
-import tempfile
+import secrets
+import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from .config import SEED
+
 # %% auto #0
 __all__ = ['set_seed', 'make_generator', 'get_device', 'check_features', 'to_numpy', 'to_hwc', 'unravel_patch_index',
-           'squared_distances', 'euclidean_distances', 'report_close', 'atomic_save', 'safe_load']
+           'squared_distances', 'euclidean_distances', 'report_close', 'atomic_write', 'atomic_write_bytes',
+           'atomic_copy', 'write_json', 'atomic_save', 'atomic_folder', 'safe_load']
 
 # %% ../nbs/00_core.ipynb #9ff7d260
-def _check_seed(seed):
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    return int(seed)
-
 def set_seed(seed:int=0, # seed for Python, NumPy and torch (CPU and CUDA)
             ) -> int:
     "Seed the global random number generators of Python, NumPy and torch (for a user's script) and return the seed."
-    seed = _check_seed(seed)
+    seed = SEED("seed", seed)
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -37,7 +38,7 @@ def make_generator(seed:int=0, # non-negative seed
                    device:str|torch.device="cpu", # where the generator draws (its tensors' device)
                   ) -> torch.Generator:
     "A local torch generator seeded with `seed`: random draws without touching the global state."
-    return torch.Generator(device=device).manual_seed(_check_seed(seed))
+    return torch.Generator(device=device).manual_seed(SEED("seed", seed))
 
 # %% ../nbs/00_core.ipynb #de834169
 def get_device(device:str|torch.device|None=None, # 'cpu', 'cuda', 'cuda:1', ... or None for the best available
@@ -125,22 +126,75 @@ def report_close(fast:Tensor|np.ndarray, # result of the fast/vectorised version
     return f"{'match' if diff <= eps else 'MISMATCH'}: max |difference| = {diff:.2e} over {fast.numel()} values"
 
 # %% ../nbs/00_core.ipynb #d69dffc6
+def _free_space(folder:Path) -> str:
+    try: return f"{shutil.disk_usage(folder).free / 2**20:,.0f} MB free"
+    except OSError: return "free space unknown"
+
+@contextmanager
+def atomic_write(path:str|Path, # destination file; its folder must exist
+                ):
+    "A binary file that replaces `path` atomically when the block ends without error (permissions follow the umask)."
+    path = Path(path)
+    for _ in range(100):   # a fresh random name, created exclusively
+        tmp = path.parent / f".reconpatch-{secrets.token_hex(6)}.tmp"
+        try: fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666); break
+        except FileExistsError: continue
+    else: raise OSError(f"cannot create a temporary file in {path.parent}")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            f.flush(); os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as e:
+        tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError) or (isinstance(e, RuntimeError) and "write" in str(e).lower()):  # torch.save on a full disk
+            raise OSError(f"could not write {path} ({_free_space(path.parent)} in {path.parent}): {e}") from e
+        raise
+
+def atomic_write_bytes(data:bytes, # the file's content
+                       path:str|Path, # destination (its folder must exist)
+                      ) -> Path:
+    "Write `data` to `path` atomically."
+    with atomic_write(path) as f: f.write(data)
+    return Path(path)
+
+def atomic_copy(src:str|Path, # the file to copy
+                dest:str|Path, # destination (its folder must exist)
+               ) -> Path:
+    "Copy `src` to `dest` atomically."
+    with open(src, "rb") as fin, atomic_write(dest) as f: shutil.copyfileobj(fin, f)
+    return Path(dest)
+
+def write_json(obj, # plain values; numpy numbers are written as numbers
+               path:str|Path, # destination (its folder must exist)
+              ) -> Path:
+    "Write `obj` as indented JSON, atomically; NaN or infinity is a `ValueError` (JSON has no such numbers)."
+    try: text = json.dumps(obj, indent=2, default=float, allow_nan=False)
+    except ValueError as e: raise ValueError(f"cannot write {path}: a value is NaN or infinite ({e})") from e
+    return atomic_write_bytes((text + "\n").encode(), path)
+
 def atomic_save(obj:dict, # tensors and plain Python values (no custom classes)
                 path:str|Path, # destination file; its folder is created if needed
                ) -> Path:
-    "Save `obj` with `torch.save` to a temporary file, then atomically rename it to `path`."
+    "Save `obj` with `torch.save`, atomically."
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush(); os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as f: torch.save(obj, f)
     return path
+
+@contextmanager
+def atomic_folder(path:str|Path, # the folder to create; it must be absent or empty
+                 ):
+    "A temporary sibling folder to fill, renamed to `path` when the block ends without error (else removed)."
+    path = Path(path)
+    if path.exists() and any(path.iterdir()): raise FileExistsError(f"{path} exists and is not empty")
+    tmp = path.parent / f".reconpatch-{secrets.token_hex(6)}.tmp"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        yield tmp
+        if path.exists(): path.rmdir()
+        os.replace(tmp, path)
+    finally: shutil.rmtree(tmp, ignore_errors=True)
 
 def safe_load(path:str|Path, # a file written by `atomic_save`
               map_location:str|torch.device="cpu", # where to put the tensors

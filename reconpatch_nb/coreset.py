@@ -12,11 +12,12 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .core import check_features, get_device, squared_distances
+from .config import RATIO, SEED, Int
+from .core import check_features, get_device, make_generator, squared_distances
 
 # %% auto #0
-__all__ = ['random_coreset', 'greedy_coreset', 'approximate_greedy_coreset', 'coverage_radius', 'CoresetSampler',
-           'ApproximateGreedyCoreset', 'GreedyCoreset', 'RandomCoreset', 'IdentitySampler']
+__all__ = ['SKETCH_DIM', 'N_STARTS', 'random_coreset', 'greedy_coreset', 'approximate_greedy_coreset', 'coverage_radius',
+           'CoresetSampler', 'ApproximateGreedyCoreset', 'GreedyCoreset', 'RandomCoreset', 'IdentitySampler']
 
 # %% ../nbs/03_coreset.ipynb #308f5987
 @contextlib.contextmanager
@@ -79,24 +80,14 @@ def _farthest_points(z:Tensor, # (N, d) rows to pick from (already projected)
     return picks.cpu()
 
 # %% ../nbs/03_coreset.ipynb #0fe62a23
-def _check_ratio(ratio):
-    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 < ratio <= 1:
-        raise ValueError(f"ratio must be a number in (0, 1], got {ratio!r}")
-    return float(ratio)
-
-def _check_positive_int(value, name):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return value
+SKETCH_DIM = 128 # d*: PatchCore's random projection before the greedy search
+N_STARTS = 10 # virtual starting points whose mean distance starts delta
 
 def _coreset_size(n:int, ratio:float) -> int:
     "k = floor(n * ratio), at least 1 (PatchCore's rule)."
-    return max(1, int(n * _check_ratio(ratio)))
+    return max(1, int(n * RATIO("ratio", ratio)))
 
-def _generator(seed:int) -> torch.Generator:
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    return torch.Generator().manual_seed(seed)
+def _generator(seed:int) -> torch.Generator: return make_generator(seed)
 
 def _auto_progress(progress, n, k): return n * k > 5e8 if progress is None else progress
 
@@ -127,8 +118,8 @@ def greedy_coreset(features:Tensor, # (N, D) patch features
 # %% ../nbs/03_coreset.ipynb #e9d20542
 def approximate_greedy_coreset(features:Tensor, # (N, D) patch features
                                ratio:float, # fraction of rows to keep, in (0, 1]: 0.01 ReConPatch, 0.1 PatchCore
-                               proj_dim:int=128, # d*: random projection size; no projection when D <= d*
-                               n_starts:int=10, # number of virtual starting points (their mean distance starts delta)
+                               sketch_dim:int=SKETCH_DIM, # d*: random projection size; no projection when D <= d*
+                               n_starts:int=N_STARTS, # number of virtual starting points (their mean distance starts delta)
                                seed:int=0, # seed of the projection and of the starting points
                                device:str|torch.device|None=None, # where to compute; None: CUDA when available
                                progress:bool|None=None, # tqdm bar; None: only for long runs
@@ -136,12 +127,12 @@ def approximate_greedy_coreset(features:Tensor, # (N, D) patch features
                               ) -> Tensor: # (k,) LongTensor of row indices in pick order
     "PatchCore's approximate greedy coreset: random projection, mean distance to random starts, farthest-point picks."
     check_features(features[:1] if isinstance(features, Tensor) and features.ndim == 2 else features, "features")  # type, shape
-    _check_positive_int(proj_dim, "proj_dim"); _check_positive_int(n_starts, "n_starts"); _check_positive_int(chunk, "chunk")
+    for name, v in (("sketch_dim", sketch_dim), ("n_starts", n_starts), ("chunk", chunk)): Int(1)(name, v)
     n, D = features.shape
     k, gen, dev = _coreset_size(n, ratio), _generator(seed), get_device(device)
     if k == n: return torch.arange(n)
-    if D > proj_dim:                                                    # psi: R^D -> R^d*
-        W = (torch.randn(D, proj_dim, generator=gen) / math.sqrt(proj_dim)).to(dev)
+    if D > sketch_dim:                                                  # psi: R^D -> R^d*
+        W = (torch.randn(D, sketch_dim, generator=gen) / math.sqrt(sketch_dim)).to(dev)
         z = torch.cat([f.to(dev, torch.float32) @ W for f in features.split(chunk)])
     else: z = features.to(dev, torch.float32)
     check_features(z, "features")  # NaN/inf survive the projection: checking z (N, d*) avoids a copy of (N, D)
@@ -162,7 +153,7 @@ def coverage_radius(features:Tensor, # (N, D) all features
 # %% ../nbs/03_coreset.ipynb #d219c5b1
 class CoresetSampler:
     "Base class: `sampler(features (N, D)) -> LongTensor` of selected row indices."
-    def __init__(self, ratio:float=0.1, seed:int=0): self.ratio, self.seed = _check_ratio(ratio), seed
+    def __init__(self, ratio:float, seed:int=0): self.ratio, self.seed = RATIO("ratio", ratio), SEED("seed", seed)
     def __call__(self, features:Tensor) -> Tensor: raise NotImplementedError
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
@@ -170,16 +161,16 @@ class CoresetSampler:
 
 class ApproximateGreedyCoreset(CoresetSampler):
     "PatchCore's approximate greedy coreset (see `approximate_greedy_coreset`)."
-    def __init__(self, ratio:float=0.1, proj_dim:int=128, n_starts:int=10, seed:int=0, device=None, progress:bool|None=None):
+    def __init__(self, ratio:float, sketch_dim:int=SKETCH_DIM, n_starts:int=N_STARTS, seed:int=0, device=None, progress:bool|None=None):
         super().__init__(ratio, seed)
-        self.proj_dim, self.n_starts = _check_positive_int(proj_dim, "proj_dim"), _check_positive_int(n_starts, "n_starts")
+        self.sketch_dim, self.n_starts = Int(1)("sketch_dim", sketch_dim), Int(1)("n_starts", n_starts)
         self.device, self.progress = device, progress
     def __call__(self, features:Tensor) -> Tensor:
-        return approximate_greedy_coreset(features, self.ratio, self.proj_dim, self.n_starts, self.seed, self.device, self.progress)
+        return approximate_greedy_coreset(features, self.ratio, self.sketch_dim, self.n_starts, self.seed, self.device, self.progress)
 
 class GreedyCoreset(CoresetSampler):
     "Exact greedy coreset on the full features (see `greedy_coreset`)."
-    def __init__(self, ratio:float=0.1, seed:int=0, device=None, progress:bool|None=None):
+    def __init__(self, ratio:float, seed:int=0, device=None, progress:bool|None=None):
         super().__init__(ratio, seed); self.device, self.progress = device, progress
     def __call__(self, features:Tensor) -> Tensor:
         return greedy_coreset(features, self.ratio, self.seed, self.device, self.progress)

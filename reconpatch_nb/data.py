@@ -18,11 +18,12 @@ from torch import Tensor
 from torchvision import transforms
 from torchvision.transforms import InterpolationMode
 
+from .config import IMAGE_SIZE, MAX_IMAGE_PIXELS, MIN_IMAGE_SIZE, Int, resize_for
+
 # %% auto #0
-__all__ = ['IMAGE_EXTENSIONS', 'MIN_IMAGE_SIZE', 'MAX_IMAGE_PIXELS', 'EXIF_ORIENTATION', 'IMAGENET_MEAN', 'IMAGENET_STD',
-           'DEFAULT_RESIZE', 'DEFAULT_CROP', 'list_images', 'displayed_size', 'open_image', 'load_image', 'mask_pixels',
-           'load_mask', 'ImageTransform', 'Item', 'AnomalyDataset', 'list_categories', 'MVTecAD', 'BTAD',
-           'FolderDataset']
+__all__ = ['IMAGE_EXTENSIONS', 'EXIF_ORIENTATION', 'IMAGENET_MEAN', 'IMAGENET_STD', 'list_images', 'displayed_size', 'open_image',
+           'load_image', 'mask_pixels', 'load_mask', 'ImageTransform', 'Item', 'AnomalyDataset', 'list_categories',
+           'MVTecAD', 'BTAD', 'FolderDataset']
 
 # %% ../nbs/01_data.ipynb #bcdd3f7a
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
@@ -37,8 +38,6 @@ def list_images(folder:str|Path, # a folder of images (not searched recursively)
 
 # %% ../nbs/01_data.ipynb #86e85b0f
 _SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I")
-MIN_IMAGE_SIZE = 32 # smallest short side, in pixels, of an image we accept (smaller ones would be upscaled)
-MAX_IMAGE_PIXELS = 178_956_970 # Pillow's own decompression-bomb error threshold (2 x its warning threshold)
 
 def _to_rgb(img:Image.Image) -> Image.Image:
     "Convert an opened Pillow image of any common mode except float to 8-bit RGB (see the table above)."
@@ -142,19 +141,17 @@ def load_mask(path:str|Path, # a mask image file
 # %% ../nbs/01_data.ipynb #981ac7f4
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-DEFAULT_RESIZE, DEFAULT_CROP = 256, 224
 
 class ImageTransform:
     "PatchCore pre-processing: resize shorter side (bilinear) → centre crop → tensor → normalise; masks with nearest."
     def __init__(self,
-                 resize:int=DEFAULT_RESIZE, # length of the shorter side after resizing
-                 crop:int=DEFAULT_CROP, # side of the square centre crop (<= resize)
+                 resize:int|None=None, # length of the shorter side after resizing; None: `resize_for(crop)` (256 for 224)
+                 crop:int=IMAGE_SIZE, # side of the square centre crop (<= resize)
                  mean:tuple=IMAGENET_MEAN, # per-channel mean mu_c (of the backbone's training data)
                  std:tuple=IMAGENET_STD, # per-channel standard deviation sigma_c
                 ):
-        for name, v in (("resize", resize), ("crop", crop)):
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v <= 0:
-                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        crop = Int(1)("crop", crop)
+        resize = resize_for(crop) if resize is None else Int(1)("resize", resize)
         if crop > resize: raise ValueError(f"crop ({crop}) must be <= resize ({resize})")
         mean, std = tuple(float(m) for m in mean), tuple(float(s) for s in std)
         if len(mean) != 3 or len(std) != 3: raise ValueError(f"mean and std must have 3 values, got {mean} and {std}")
@@ -301,7 +298,7 @@ class MVTecAD(AnomalyDataset):
                  root:str|Path, # folder holding the category folders
                  category:str, # e.g. 'bottle' (see `list_categories(root)`)
                  split:str="train", # 'train' (normal images only) or 'test'
-                 resize:int=DEFAULT_RESIZE, crop:int=DEFAULT_CROP, # see `ImageTransform`
+                 resize:int|None=None, crop:int=IMAGE_SIZE, # see `ImageTransform`
                  mean:tuple=IMAGENET_MEAN, std:tuple=IMAGENET_STD,
                  strict:bool=False, max_image_pixels:int=MAX_IMAGE_PIXELS, # see `AnomalyDataset`
                 ):
@@ -330,7 +327,7 @@ class BTAD(AnomalyDataset):
                  root:str|Path, # folder holding '01', '02', '03'
                  category:str, # e.g. '01'
                  split:str="train", # 'train' or 'test'
-                 resize:int=DEFAULT_RESIZE, crop:int=DEFAULT_CROP, # see `ImageTransform`
+                 resize:int|None=None, crop:int=IMAGE_SIZE, # see `ImageTransform`
                  mean:tuple=IMAGENET_MEAN, std:tuple=IMAGENET_STD,
                  strict:bool=False, max_image_pixels:int=MAX_IMAGE_PIXELS, # see `AnomalyDataset`
                 ):
@@ -356,7 +353,7 @@ class FolderDataset(AnomalyDataset):
                  normal_dir:str|Path, # folder of normal images (label 0)
                  abnormal_dir:str|Path|None=None, # folder of anomalous images (label 1)
                  mask_dir:str|Path|None=None, # masks of the anomalous images: `<stem>.png` or `<stem>_mask.png`
-                 resize:int=DEFAULT_RESIZE, crop:int=DEFAULT_CROP, # see `ImageTransform`
+                 resize:int|None=None, crop:int=IMAGE_SIZE, # see `ImageTransform`
                  mean:tuple=IMAGENET_MEAN, std:tuple=IMAGENET_STD,
                  strict:bool=False, max_image_pixels:int=MAX_IMAGE_PIXELS, # see `AnomalyDataset`
                 ):

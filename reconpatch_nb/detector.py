@@ -5,24 +5,26 @@
 # %% ../nbs/06_detector.ipynb #42383cb9
 from __future__ import annotations
 
+import abc
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from PIL import Image
 from torch import Tensor
 
-import reconpatch_nb
+from . import __version__
+from .config import PatchCoreConfig, TrainConfig
 from .core import atomic_save, get_device, safe_load
 from .coreset import ApproximateGreedyCoreset, CoresetSampler
-from .data import DEFAULT_CROP, DEFAULT_RESIZE, AnomalyDataset, ImageTransform, Item
-from .features import DEFAULT_BACKBONE, PatchFeatureExtractor, backbone_mean_std, extract_features, iter_features
+from .data import AnomalyDataset, ImageTransform, Item
+from .features import PatchFeatureExtractor, backbone_mean_std, extract_features, iter_features
 from .metrics import compute_metrics
-from .scoring import INDEX_KINDS, NearestNeighbourIndex, anomaly_maps, image_scores, patch_scores
+from .scoring import NearestNeighbourIndex, anomaly_maps, image_scores, patch_scores
 
 # %% auto #0
-__all__ = ['DETECTORS', 'FORMAT_VERSION', 'Prediction', 'PatchCoreConfig', 'PatchCore', 'evaluate_prediction']
+__all__ = ['FORMAT_VERSION', 'Prediction', 'Detector', 'check_finite', 'PatchCore', 'evaluate_prediction']
 
 # %% ../nbs/06_detector.ipynb #bb690205
 @dataclass
@@ -42,108 +44,112 @@ class Prediction:
         return cls(torch.cat([q.scores for q in parts]), torch.cat([q.maps for q in parts]),
                    torch.cat([q.patch_scores for q in parts]), [x for q in parts for x in q.paths], seconds)
 
-# %% ../nbs/06_detector.ipynb #5e35c3a6
-def _positive_int(name, v):
-    if isinstance(v, bool) or not isinstance(v, int) or v < 1: raise ValueError(f"{name} must be a positive integer, got {v!r}")
+# %% ../nbs/06_detector.ipynb #d7d2414f
+FORMAT_VERSION = 2  # layout of the files written by `PatchCore.save` (independent of the package version)
 
-@dataclass
-class PatchCoreConfig:
-    "PatchCore's own parameters: the one place each default is written, checked when the config is built."
-    backbone: str = DEFAULT_BACKBONE # feature extractor (see `features.BACKBONES`; any timm name with pretrained=False)
-    layers: list|None = None # feature levels; None: the stride-8 and stride-16 stages
-    patch_size: int = 3 # neighbourhood s aggregated around each patch (odd)
-    pretrain_dim: int = 1024 # per-level pooled dimension d
-    target_dim: int = 1024 # dimension C' of the patch features p
-    coreset_ratio: float = 0.1 # fraction of training patches kept in the memory bank
-    resize: int = DEFAULT_RESIZE # shorter side after resizing
-    crop: int = DEFAULT_CROP # side of the centre crop fed to the backbone
-    reweight: bool = False # PatchCore's image-score re-weighting (its Eq. 7)
-    blur_sigma: float = 4.0 # Gaussian blur of the anomaly maps, in pixels
-    pretrained: bool = True # load ImageNet weights (offline for the efficientnet-lite backbones)
-    checkpoint: str|None = None # local weights file for the backbone
-    batch_size: int = 16 # images per forward pass
-    seed: int = 0 # seed of the coreset's local generator (and of training, in subclasses)
-    index: str = "exact" # nearest-neighbour search: one of `scoring.INDEX_KINDS`, or "custom" (a factory given)
+class Detector(abc.ABC):
+    "What every detector offers (PatchCore, ReConPatch, an Ensemble): the command line and the lessons use only this."
+    method: str # its name in files and on the command line
 
-    def __post_init__(self):
-        if not isinstance(self.backbone, str): raise ValueError(f"backbone must be a model name (str), got {self.backbone!r}")
-        if self.layers is not None: self.layers = list(self.layers)
-        if not isinstance(self.patch_size, int) or self.patch_size < 1 or self.patch_size % 2 == 0:
-            raise ValueError(f"patch_size must be an odd positive integer, got {self.patch_size!r}")
-        for name in ("pretrain_dim", "target_dim", "resize", "crop", "batch_size"): _positive_int(name, getattr(self, name))
-        r = self.coreset_ratio
-        if isinstance(r, bool) or not isinstance(r, (int, float)) or not 0 < r <= 1:
-            raise ValueError(f"coreset_ratio must be in (0, 1], got {r!r}")
-        if not isinstance(self.blur_sigma, (int, float)) or not self.blur_sigma >= 0:
-            raise ValueError(f"blur_sigma must be >= 0, got {self.blur_sigma!r}")
-        for name in ("reweight", "pretrained"):
-            if not isinstance(getattr(self, name), bool): raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
-        if self.index not in INDEX_KINDS + ("custom",):
-            raise ValueError(f"index must be one of {INDEX_KINDS} or a callable bank -> index, got {self.index!r}")
-        if self.checkpoint is not None: self.checkpoint = str(self.checkpoint)
+    @abc.abstractmethod
+    def fit(self, train:AnomalyDataset, val:AnomalyDataset|None=None) -> Detector: "Learn from normal images."
+    @abc.abstractmethod
+    def predict(self, images) -> Prediction: "Image scores and anomaly maps."
+    @abc.abstractmethod
+    def evaluate(self, test:AnomalyDataset, pred:Prediction|None=None) -> dict: "The metrics of a labelled test set."
+    @property
+    @abc.abstractmethod
+    def threshold(self) -> float: "Image-score threshold from normal images."
+    @property
+    @abc.abstractmethod
+    def transform(self) -> ImageTransform: "The pre-processing of the input images."
+    @abc.abstractmethod
+    def report(self) -> dict: "What was fitted and how long it took (for a metrics file)."
+    @abc.abstractmethod
+    def to_state(self) -> dict: "Everything `from_state` needs, as tensors and plain values."
+    @classmethod
+    @abc.abstractmethod
+    def from_state(cls, state:dict, source:str="state", device=None, progress:bool=False) -> Detector: "The inverse of `to_state`."
+
+    def save(self, path:str|Path) -> Path:
+        "Write `to_state()` atomically to `path` (a `torch.save` archive of tensors and plain values)."
+        return atomic_save(self.to_state(), path)
 
     @classmethod
-    def build(cls, **kwargs) -> PatchCoreConfig:
-        "The config from keyword arguments; ValueError naming any unknown one."
-        unknown = sorted(set(kwargs) - {f.name for f in fields(cls)})
-        if unknown: raise ValueError(f"unknown argument(s) {unknown}; known: {[f.name for f in fields(cls)]}")
-        return cls(**kwargs)
+    def load(cls, path:str|Path, device:str|None=None, progress:bool=False):
+        "Read a file written by `save` (safely: tensors and plain values only)."
+        return cls.from_state(safe_load(path), source=str(path), device=device, progress=progress)
 
-# %% ../nbs/06_detector.ipynb #d7d2414f
-DETECTORS: dict[str, type] = {}  # method name -> detector class; filled by `PatchCore.__init_subclass__`
-FORMAT_VERSION = 1  # layout of the files written by `PatchCore.save` (independent of the package version)
+def check_finite(name:str, x:Tensor, source:str) -> Tensor:
+    "Refuse NaN or infinite values in a saved statistic: a model with them would flag nothing, silently."
+    if not torch.isfinite(x).all(): raise ValueError(f"{source}: {name} holds NaN or infinite values (the model would give wrong scores)")
+    return x
+
+def _upgrade_v1(config:dict, config_class:type) -> dict:
+    "A format-1 config (flat, 'crop') as format 2 has it ('image_size', the training nested in 'train')."
+    config = dict(config)
+    if "crop" in config: config["image_size"] = config.pop("crop")
+    if "train" in config_class.names():
+        config["train"] = {k: config.pop(k) for k in TrainConfig.names() if k in config}
+    return config
 
 class _Images(torch.utils.data.Dataset):
     "PIL images as dataset items, so that they go through the same loader as files."
-    def __init__(self, images:list, transform:ImageTransform): self.images, self.transform = images, transform
+    def __init__(self, images:list, transform:ImageTransform): self.images, self.transform_ = images, transform
     def __len__(self): return len(self.images)
-    def __getitem__(self, i): return {"image": self.transform(self.images[i])}
+    def __getitem__(self, i): return {"image": self.transform_(self.images[i])}
 
-class PatchCore:
+class PatchCore(Detector):
     "PatchCore anomaly detector: frozen patch features, coreset memory bank, nearest-neighbour scoring."
     method = "patchcore"
-    def __init_subclass__(cls, **kwargs):
-        "Every subclass that names its own `method` registers itself in `DETECTORS` (a redefinition replaces it)."
-        super().__init_subclass__(**kwargs)
-        if "method" in cls.__dict__: DETECTORS[cls.method] = cls
+    config_class = PatchCoreConfig
 
     def __init__(self,
                  sampler:CoresetSampler|None=None, # memory-bank sampler; None: `ApproximateGreedyCoreset(coreset_ratio, seed)`
                  index:str|callable|None=None, # kind of `NearestNeighbourIndex`, or a callable bank -> index; None: "exact"
                  device:str|None=None, # 'cpu', 'cuda' or None for the best available; the bank lives there
                  progress:bool=True, # progress bars (tqdm switches them off when the output is not a terminal)
-                 **config, # the fields of `PatchCoreConfig` (backbone, coreset_ratio, crop, ...)
+                 config:PatchCoreConfig|None=None, # a whole config; fields given by name below change it
+                 **fields, # fields of the config (backbone, coreset_ratio, image_size, ...)
                 ):
         if sampler is not None:
             if not callable(sampler): raise ValueError(f"sampler must be a CoresetSampler (features -> indices), got {sampler!r}")
-            config["coreset_ratio"] = float(getattr(sampler, "ratio", 1.0))  # the sampler decides the bank size
+            fields["coreset_ratio"] = float(getattr(sampler, "ratio", 1.0))  # the sampler decides the bank size
         self.index_factory = index if callable(index) else None
-        if index is not None: config["index"] = "custom" if callable(index) else index
-        cfg = PatchCoreConfig.build(**config)
-        if cfg.index == "custom" and self.index_factory is None:
+        if index is not None: fields["index"] = "custom" if callable(index) else index
+        self.config = self._make_config(config, fields)
+        if self.config.index == "custom" and self.index_factory is None:
             raise ValueError("index='custom' needs the factory itself: pass index=<callable bank -> index>")
-        self.config = asdict(cfg)  # a plain dict: saved as is, and subclasses add their own keys
+        cfg = self.config
         self.device, self.progress = get_device(device), progress
         self.sampler = sampler if sampler is not None else ApproximateGreedyCoreset(
             cfg.coreset_ratio, seed=cfg.seed, device=self.device, progress=None if progress else False)
-        self.transform = ImageTransform(cfg.resize, cfg.crop, *backbone_mean_std(cfg.backbone))
+        self._transform = ImageTransform(cfg.resize_px, cfg.image_size, *backbone_mean_std(cfg.backbone))
         self._extractor, self.bank, self.index, self.train_scores, self.bank_source = None, None, None, None, None
-        self.timings = {}
+        self.timings, self.fit_sizes = {}, {}
+
+    @classmethod
+    def _make_config(cls, config, fields:dict):
+        "The config from a whole config and/or fields by name (checked; unknown names refused)."
+        if config is None: return cls.config_class.build(**fields)
+        if not isinstance(config, cls.config_class): raise ValueError(f"config must be a {cls.config_class.__name__}, got {config!r}")
+        return config.replace(**fields)
 
     def __repr__(self):
         state = f"bank={tuple(self.bank.shape)}" if self.bank is not None else "not fitted"
-        return f"{type(self).__name__}(backbone={self.config['backbone']!r}, coreset_ratio={self.config['coreset_ratio']}, {state})"
+        return f"{type(self).__name__}(backbone={self.config.backbone!r}, coreset_ratio={self.config.coreset_ratio}, {state})"
+
+    @property
+    def transform(self) -> ImageTransform: return self._transform # resize, crop, the backbone's normalisation
 
     @property
     def extractor(self) -> PatchFeatureExtractor:
         "The frozen feature extractor (built on first use)."
         if self._extractor is None:
             c = self.config
-            self._extractor = PatchFeatureExtractor(c["backbone"], layers=c["layers"], patch_size=c["patch_size"],
-                pretrain_dim=c["pretrain_dim"], target_dim=c["target_dim"], pretrained=c["pretrained"],
-                checkpoint=c["checkpoint"], device=self.device)
+            self._extractor = PatchFeatureExtractor(c.backbone, layers=c.layers, patch_size=c.patch_size,
+                pretrain_dim=c.pretrain_dim, target_dim=c.target_dim, pretrained=c.pretrained,
+                checkpoint=c.checkpoint, device=self.device)
         return self._extractor
 
     # --- the two hooks a subclass overrides -------------------------------------------------
@@ -163,10 +169,9 @@ class PatchCore:
             raise ValueError(f"expected an AnomalyDataset (e.g. MVTecAD, BTAD, FolderDataset), got {type(dataset).__name__}")
         return dataset.with_transform(self.transform)
 
-
     def features(self, dataset:AnomalyDataset) -> Tensor: # (n, h, w, C') frozen patch features p, on the CPU
         "Frozen patch features of every image of `dataset`, with this model's pre-processing."
-        return extract_features(self.extractor, self._dataset(dataset), batch_size=self.config["batch_size"],
+        return extract_features(self.extractor, self._dataset(dataset), batch_size=self.config.batch_size,
                                 progress=self.progress)
 
     def fit(self,
@@ -193,8 +198,9 @@ class PatchCore:
         t2 = time.perf_counter()
         # scores of normal images, for thresholds: from the validation features if given, else the training ones
         normal = p if p_val is None else p_val
-        self.train_scores = torch.cat([self._image_scores(b)[1] for b in normal.split(self.config["batch_size"])]).cpu()
+        self.train_scores = torch.cat([self._image_scores(b)[1] for b in normal.split(self.config.batch_size)]).cpu()
         self.timings.update(train_seconds=t1 - t0, bank_seconds=t2 - t1)
+        self.fit_sizes = {"n_train": len(p), **({} if p_val is None else {"n_val": len(p_val)})}
         return self
 
     def build_bank(self, p:Tensor): # (n, h, w, C') frozen training features
@@ -207,7 +213,7 @@ class PatchCore:
 
     def _set_bank(self, bank:Tensor):
         self.bank = bank.detach().float().to(self.device).contiguous()  # on the model's device: the search runs there
-        self.index = self.index_factory(self.bank) if self.index_factory else NearestNeighbourIndex(self.bank, self.config["index"])
+        self.index = self.index_factory(self.bank) if self.index_factory else NearestNeighbourIndex(self.bank, self.config.index)
 
     @property
     def threshold(self) -> float:
@@ -218,12 +224,17 @@ class PatchCore:
     def _check_fitted(self):
         if self.bank is None: raise RuntimeError(f"this {type(self).__name__} is not fitted: call .fit(train_dataset) or .load(path)")
 
+    def report(self) -> dict:
+        "Method, backbone, image counts and timings of the fit (for a metrics file)."
+        return {"method": self.method, "backbone": self.config.backbone, **self.fit_sizes,
+                **{k: self.timings[k] for k in ("fit_seconds", "train_seconds") if k in self.timings}}
+
     # --- predicting --------------------------------------------------------------------------
     def _image_scores(self, p:Tensor) -> tuple[Tensor, Tensor]: # p: (B, h, w, C') frozen features
         "Patch scores s_t (B, h, w) and image scores s* (B,) of frozen features, on the model's device."
         with torch.no_grad(): e = self.embed(p.to(self.device)).float()
         s = patch_scores(self.index, e)
-        return s, image_scores(s, e, self.index, reweight=self.config["reweight"])
+        return s, image_scores(s, e, self.index, reweight=self.config.reweight)
 
     def predict_features(self,
                          p:Tensor, # (B, h, w, C') frozen features, from `features` or `iter_features`
@@ -232,7 +243,7 @@ class PatchCore:
         "`predict` on features extracted beforehand: image scores, anomaly maps and patch scores."
         self._check_fitted()
         s, img = self._image_scores(p)
-        maps = anomaly_maps(s, (self.config["crop"],) * 2, sigma=self.config["blur_sigma"])
+        maps = anomaly_maps(s, (self.config.image_size,) * 2, blur_sigma=self.config.blur_sigma)
         return Prediction(img.cpu(), maps, s.cpu(), list(paths) if paths is not None else [None] * len(img))
 
     def predict(self,
@@ -240,7 +251,7 @@ class PatchCore:
                ) -> Prediction:
         "Image scores and anomaly maps for `images`, `batch_size` images at a time."
         self._check_fitted()
-        t0, bs = time.perf_counter(), self.config["batch_size"]
+        t0, bs = time.perf_counter(), self.config.batch_size
         if isinstance(images, Tensor):
             if images.ndim != 4 or images.shape[1] != 3:
                 raise ValueError(f"images must be a (B, 3, H, W) batch, got shape {tuple(images.shape)}")
@@ -275,45 +286,56 @@ class PatchCore:
     def _extra_state(self) -> dict: return {}
     def _load_extra_state(self, state:dict): pass
 
-    def save(self, path:str|Path) -> Path:
-        "Write config, memory bank, normal scores and any trained weights atomically to `path` (tensors on the CPU)."
+    def to_state(self) -> dict:
+        "Config, memory bank, normal scores and any trained weights, as tensors (on the CPU) and plain values."
         self._check_fitted()
-        return atomic_save({"format": "reconpatch_nb", "format_version": FORMAT_VERSION, "version": reconpatch_nb.__version__,
-                            "method": self.method, "config": self.config, "bank": self.bank.cpu(),
-                            "train_scores": self.train_scores.cpu(), "bank_source": self.bank_source.cpu(),
-                            "extra": self._extra_state()}, path)
+        return {"format": "reconpatch_nb", "format_version": FORMAT_VERSION, "version": __version__,
+                "method": self.method, "config": self.config.to_dict(),
+                "bank": check_finite("the memory bank", self.bank, "save").cpu(),
+                "train_scores": check_finite("the normal scores", self.train_scores, "save").cpu(),
+                "bank_source": self.bank_source.cpu(), "extra": self._extra_state()}
 
     @classmethod
-    def load(cls,
-             path:str|Path, # a file written by `save`
-             device:str|None=None, # where to run (the bank is moved there); None: the best available
-             progress:bool=False, # progress bars: off unless asked (a loaded model is usually run in a script or a lesson)
-             index:callable|None=None, # index factory, needed only for a model saved with a custom one
-            ):
-        "Load a model written by `save` (safely: tensors and plain values only)."
-        state = safe_load(path)
+    def from_state(cls,
+                   state:dict, # what `to_state` returned (e.g. read by `safe_load`)
+                   source:str="state", # where it came from, for messages (a file name)
+                   device:str|None=None, # where to run (the bank is moved there); None: the best available
+                   progress:bool=False, # progress bars: off unless asked (a loaded model is usually run in a script or a lesson)
+                   index:callable|None=None, # index factory, needed only for a model saved with a custom one
+                  ):
+        "The model `state` describes, checked field by field; its method must be this class's."
         if not isinstance(state, dict) or state.get("format") != "reconpatch_nb":
-            raise ValueError(f"{path} is not a reconpatch_nb model file (no format='reconpatch_nb' field)")
+            raise ValueError(f"{source} is not a reconpatch_nb model file (no format='reconpatch_nb' field)")
         version = state.get("format_version", 1)  # files written before the field existed have layout 1
-        if version != FORMAT_VERSION:
-            raise ValueError(f"{path} has format_version {version!r}; this reconpatch_nb reads {FORMAT_VERSION}")
+        if version not in (1, FORMAT_VERSION):
+            raise ValueError(f"{source} has format_version {version!r}; this reconpatch_nb reads 1 and {FORMAT_VERSION}")
         missing = [k for k in ("method", "config", "bank", "train_scores", "bank_source", "extra") if k not in state]
-        if missing: raise ValueError(f"{path} is an incomplete model file: no {missing} field(s)")
-        klass = DETECTORS.get(state["method"])
-        if klass is None: raise ValueError(f"{path} holds an unknown method {state['method']!r}; known: {sorted(DETECTORS)}")
-        if not issubclass(klass, cls): raise ValueError(f"{path} holds a {klass.__name__} model, not a {cls.__name__}")
-        config = dict(state["config"])
+        if missing: raise ValueError(f"{source} is an incomplete model file: no {missing} field(s)")
+        if state["method"] != cls.method:
+            raise ValueError(f"{source} holds a {state['method']!r} model, not a {cls.method!r} one: "
+                             "load it with reconpatch_nb.load_model (or that method's class)")
+        config = dict(state["config"]) if version == FORMAT_VERSION else _upgrade_v1(state["config"], cls.config_class)
         if config.get("index") == "custom":
-            if index is None: raise ValueError(f"{path} was saved with a custom index: pass index=<callable bank -> index>")
+            if index is None: raise ValueError(f"{source} was saved with a custom index: pass index=<callable bank -> index>")
             config.pop("index")
-        try: model = klass(**config, device=device, progress=progress, **({} if index is None else {"index": index}))
-        except ValueError as e: raise ValueError(f"{path}: bad config: {e}") from e
+        try: model = cls(config=cls.config_class.from_dict(config), device=device, progress=progress,
+                         **({} if index is None else {"index": index}))
+        except ValueError as e: raise ValueError(f"{source}: bad config: {e}") from e
+        for name, x in (("the memory bank", state["bank"]), ("the normal scores", state["train_scores"])): check_finite(name, x, source)
         model._load_extra_state(state["extra"])
         model._set_bank(state["bank"])
         model.train_scores, model.bank_source = state["train_scores"], state["bank_source"]
         return model
 
-DETECTORS[PatchCore.method] = PatchCore  # the base class itself (`__init_subclass__` runs only for subclasses)
+    @classmethod
+    def load(cls,
+             path:str|Path, # a file written by `save`
+             device:str|None=None, # where to run (the bank is moved there); None: the best available
+             progress:bool=False, # progress bars: off unless asked
+             index:callable|None=None, # index factory, needed only for a model saved with a custom one
+            ):
+        "Load a model written by `save` (safely: tensors and plain values only)."
+        return cls.from_state(safe_load(path), source=str(path), device=device, progress=progress, index=index)
 
 def evaluate_prediction(test:AnomalyDataset, # test images with labels, pre-processed as the model that made `pred`
                         pred:Prediction, # image scores and anomaly maps of `test`
@@ -327,4 +349,3 @@ def evaluate_prediction(test:AnomalyDataset, # test images with labels, pre-proc
     m = compute_metrics(test.labels, pred.scores.numpy(), masks, pred.maps)
     m.update(n_test=len(test), predict_seconds=predict_seconds)
     return m
-

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import DEFAULT_CROP, DEFAULT_RESIZE, AnomalyDataset, ImageTransform, Item
+from .config import IMAGE_SIZE
+from .data import AnomalyDataset, ImageTransform, Item
 
 # %% auto #0
 __all__ = ['ELPV_TYPES', 'ELPV_PROTOCOL', 'ELPV_LICENSE', 'elpv_root', 'elpv_labels', 'elpv_split', 'ELPV']
@@ -76,7 +77,7 @@ class ELPV(AnomalyDataset):
                  category:str, # 'mono' or 'poly'
                  split:str="train", # 'train' (normals), 'val' (choices) or 'test' (reported once)
                  root:str|Path|None=None, # folder holding `labels.csv`; None: the installed package's
-                 resize:int=DEFAULT_RESIZE, crop:int=DEFAULT_CROP, # see `ImageTransform`
+                 resize:int|None=None, crop:int=IMAGE_SIZE, # see `ImageTransform`
                  seed:int=0, # the protocol's permutation seed
                  **protocol, # overrides of `ELPV_PROTOCOL`
                 ):

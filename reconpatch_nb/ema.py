@@ -10,6 +10,8 @@ import copy
 import torch
 from torch import Tensor, nn
 
+from .config import Int, TrainConfig
+
 # %% auto #0
 __all__ = ['ReConPatchHead', 'make_similarity_network', 'ema_update', 'ema_update_unchecked']
 
@@ -22,9 +24,7 @@ class ReConPatchHead(nn.Module):
                  proj_dim:int, # output of g: z, used only by the loss (default: `TrainConfig.proj_dim`)
                 ):
         super().__init__()
-        for name, v in dict(in_dim=in_dim, repr_dim=repr_dim, proj_dim=proj_dim).items():
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        for name, v in dict(in_dim=in_dim, repr_dim=repr_dim, proj_dim=proj_dim).items(): Int(1)(name, v)
         self.in_dim, self.repr_dim, self.proj_dim = in_dim, repr_dim, proj_dim
         self.f = nn.Linear(in_dim, repr_dim)    # f: "linear modulation"
         self.g = nn.Linear(repr_dim, proj_dim)  # g: projection for the contrastive loss
@@ -62,8 +62,7 @@ def ema_update(target:nn.Module, # the similarity network θ̄ (f̄, ḡ), updat
                gamma:float, # γ in Eq. 8: 1 freezes the target, 0 copies the online network
               ) -> None:
     "Eq. 8 in place: θ̄ ← γ θ̄ + (1 − γ) θ for every parameter; buffers are copied."
-    if isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or not 0 <= gamma <= 1:  # also rejects NaN
-        raise ValueError(f"gamma must be a number in [0, 1], got {gamma!r}")
+    TrainConfig.check("gamma", gamma)  # a number in [0, 1]; NaN too is refused
     _check_same_architecture(target, online)
     ema_update_unchecked(target, online, gamma)
 

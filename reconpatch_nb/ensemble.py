@@ -5,7 +5,7 @@
 # %% ../nbs/17_ensemble.ipynb #af626ee7
 from __future__ import annotations
 
-import tempfile
+import hashlib
 import time
 from pathlib import Path
 
@@ -14,14 +14,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-import reconpatch_nb
-from .core import atomic_save, safe_load
+from . import __version__
+from .config import DEFAULT_BACKBONE, IMAGE_SIZE, SEED, parse_member
+from .core import safe_load
 from .data import AnomalyDataset
-from .detector import PatchCore, Prediction, evaluate_prediction
+from .detector import Detector, PatchCore, Prediction, check_finite, evaluate_prediction
+from .registry import detector_from_state, make_detector
 from .scoring import anomaly_maps, mad_standardize
 
 # %% auto #0
-__all__ = ['split_normals', 'Ensemble']
+__all__ = ['ENSEMBLE_FORMAT_VERSION', 'split_normals', 'Ensemble', 'member_spec', 'make_ensemble', 'load_model']
 
 # %% ../nbs/17_ensemble.ipynb #135a558c
 def split_normals(dataset:AnomalyDataset, # normal training images
@@ -41,7 +43,7 @@ def split_normals(dataset:AnomalyDataset, # normal training images
     return part(order[n_val:]), part(order[:n_val])
 
 # %% ../nbs/17_ensemble.ipynb #9d545527
-class Ensemble:
+class Ensemble(Detector):
     "Fitted detectors whose patch scores are standardised on held-out normals (modified z-score) and averaged."
     method = "ensemble"
     def __init__(self,
@@ -53,21 +55,22 @@ class Ensemble:
         if not members: raise ValueError("members is empty: an ensemble needs at least one detector")
         for m in members:
             if not isinstance(m, PatchCore): raise ValueError(f"members must be detectors (PatchCore, ReConPatch), got {type(m).__name__}")
-        fov = [m.config["crop"] / m.config["resize"] for m in members]
+        fov = [m.config.image_size / m.config.resize_px for m in members]
         if max(fov) - min(fov) > 0.01:  # grids would cover different pixels: averaging them is meaningless
-            sizes = [(m.config["resize"], m.config["crop"]) for m in members]
-            raise ValueError(f"members see different fields of view: (resize, crop) = {sizes}; "
-                             "input sizes may differ but crop / resize must be the same (e.g. 256/224 and 366/320)")
-        self.members, self.config = members, dict(val_fraction=val_fraction, seed=seed)
-        self.ref = max(range(len(members)), key=lambda i: members[i].config["crop"])  # the largest input: maps and masks live there
+            sizes = [(m.config.resize_px, m.config.image_size) for m in members]
+            raise ValueError(f"members see different fields of view: (resize, image_size) = {sizes}; "
+                             "input sizes may differ but image_size / resize must be the same (e.g. 224/256 and 320/366)")
+        if not 0 < val_fraction < 1: raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction!r}")
+        self.members, self.config = members, dict(val_fraction=val_fraction, seed=SEED("seed", seed))
+        self.ref = max(range(len(members)), key=lambda i: members[i].config.image_size)  # the largest input: maps and masks live there
         self.val_scores, self.train_scores, self.timings, self.fit_sizes = None, None, {}, {}
 
     def __repr__(self):
-        inner = ", ".join(f"{m.method}:{m.config['backbone']}@{m.config['crop']}" for m in self.members)
+        inner = ", ".join(member_spec(m) for m in self.members)
         return f"Ensemble([{inner}], {'calibrated' if self.val_scores is not None else 'not calibrated'})"
 
     @property
-    def crop(self) -> int: return self.members[self.ref].config["crop"]
+    def image_size(self) -> int: return self.members[self.ref].config.image_size # the largest member's input size
 
     @property
     def transform(self):
@@ -77,6 +80,12 @@ class Ensemble:
     def _check_fitted(self):
         if self.val_scores is None:
             raise RuntimeError("this Ensemble is not fitted: call .fit(train), .calibrate(val) or Ensemble.load(path)")
+
+    def report(self) -> dict:
+        "The image counts, the fit time and, per member, its standardisation and training summary (for a metrics file)."
+        return {"method": self.method, **self.fit_sizes, "fit_seconds": self.timings.get("fit_seconds"),
+                "members": [{**s, "train_seconds": k.timings.get("train_seconds"), **getattr(k, "train_summary", {})}
+                            for s, k in zip(self.standardization(), self.members)]}
 
     @staticmethod
     def _check_val(val):
@@ -126,7 +135,7 @@ class Ensemble:
         out = []
         for m, v in zip(self.members, self.val_scores):
             z0, z1 = mad_standardize(torch.tensor([0.0, 1.0], dtype=torch.float64), v)  # z = (s - median) / scale
-            out.append(dict(member=f"{m.method}:{m.config['backbone']}@{m.config['crop']}",
+            out.append(dict(member=member_spec(m),
                             median=float(-z0 / (z1 - z0)), scale=float(1 / (z1 - z0)), n=len(v)))
         return out
 
@@ -160,7 +169,7 @@ class Ensemble:
         z = [F.interpolate(mad_standardize(p.patch_scores.float().cpu(), v)[:, None], size=grid, mode="bilinear",
                            align_corners=False)[:, 0] for p, v in zip(preds, self.val_scores)]
         s = torch.stack(z).mean(0)  # (B, h, w) averaged modified z-scores
-        maps = anomaly_maps(s, (self.crop,) * 2, sigma=self.members[self.ref].config["blur_sigma"])
+        maps = anomaly_maps(s, (self.image_size,) * 2, blur_sigma=self.members[self.ref].config.blur_sigma)
         return Prediction(s.flatten(1).max(1).values, maps, s, preds[0].paths)
 
     def predict(self,
@@ -182,30 +191,88 @@ class Ensemble:
         return evaluate_prediction(test.with_transform(self.transform), pred, self.timings.get("predict_seconds"))
 
     # --- saving ------------------------------------------------------------------------------
-    def save(self, path:str|Path) -> Path:
-        "One file: every member's own saved state, the held-out scores and the config (atomic write)."
+    def to_state(self) -> dict:
+        "Every member's own state, a digest of each, the held-out scores and the config."
         self._check_fitted()
-        with tempfile.TemporaryDirectory() as d:  # the members' public `save`, read back as plain dicts
-            states = [safe_load(m.save(Path(d) / f"member{i}.pt")) for i, m in enumerate(self.members)]
-        return atomic_save({"format": "reconpatch_nb_ensemble", "version": reconpatch_nb.__version__, "config": self.config,
-                            "members": states, "val_scores": self.val_scores, "train_scores": self.train_scores}, path)
+        states = [m.to_state() for m in self.members]
+        return {"format": "reconpatch_nb_ensemble", "format_version": ENSEMBLE_FORMAT_VERSION, "version": __version__,
+                "config": self.config, "members": states, "member_digests": [_member_digest(s) for s in states],
+                "val_scores": [check_finite("held-out scores", v, "save") for v in self.val_scores],
+                "train_scores": check_finite("the ensemble's normal scores", self.train_scores, "save")}
 
     @classmethod
-    def load(cls,
-             path:str|Path, # a file written by `Ensemble.save`
-             device:str|None=None, # where the members run
-             progress:bool=False, # the members' progress bars
-            ) -> Ensemble:
-        "Load an ensemble written by `save` (safely: tensors and plain values only)."
-        state = safe_load(path)
+    def from_state(cls,
+                   state:dict, # what `to_state` returned
+                   source:str="state", # where it came from, for messages
+                   device:str|None=None, # where the members run
+                   progress:bool=False, # the members' progress bars
+                  ) -> Ensemble:
+        "The ensemble `state` describes; a missing, added or altered member is an error."
         if not isinstance(state, dict) or state.get("format") != "reconpatch_nb_ensemble":
-            raise ValueError(f"{path} is not a reconpatch_nb ensemble file")
-        members = []
-        with tempfile.TemporaryDirectory() as d:  # each member back through its own public `load`
-            for i, s in enumerate(state["members"]):
-                m = PatchCore.load(atomic_save(s, Path(d) / f"member{i}.pt"), device=device)
-                m.progress = progress
-                members.append(m)
+            raise ValueError(f"{source} is not a reconpatch_nb ensemble file")
+        version = state.get("format_version")
+        if version != ENSEMBLE_FORMAT_VERSION:
+            raise ValueError(f"{source} has ensemble format_version {version!r}; this reconpatch_nb reads {ENSEMBLE_FORMAT_VERSION}")
+        missing = [k for k in ("config", "members", "member_digests", "val_scores", "train_scores") if k not in state]
+        if missing: raise ValueError(f"{source} is an incomplete ensemble file: no {missing} field(s)")
+        n = len(state["member_digests"])
+        if len(state["members"]) != n or len(state["val_scores"]) != n:
+            raise ValueError(f"{source} lists {n} members but holds {len(state['members'])} member states and "
+                             f"{len(state['val_scores'])} standardisations: the file was altered")
+        for i, (s, digest) in enumerate(zip(state["members"], state["member_digests"])):
+            if _member_digest(s) != digest: raise ValueError(f"{source}: member {i} does not match its digest: the file was altered")
+        members = [detector_from_state(s, f"{source} (member {i})", device=device, progress=progress)
+                   for i, s in enumerate(state["members"])]
         ens = cls(members, **state["config"])
-        ens.val_scores, ens.train_scores = state["val_scores"], state["train_scores"]
+        ens.val_scores = [check_finite("held-out scores", v, source) for v in state["val_scores"]]
+        ens.train_scores = check_finite("the ensemble's normal scores", state["train_scores"], source)
         return ens
+
+ENSEMBLE_FORMAT_VERSION = 1 # layout of the files written by `Ensemble.save`
+
+def _member_digest(state:dict) -> str:
+    "A fingerprint of one member's state: its method, config, bank and normal scores."
+    h = hashlib.sha256(repr((state.get("method"), state.get("config"))).encode())
+    for k in ("bank", "train_scores"):
+        x = state.get(k)
+        if isinstance(x, Tensor): h.update(x.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+# %% ../nbs/17_ensemble.ipynb #ensgram2
+def member_spec(model:PatchCore) -> str:
+    "A fitted or unfitted detector as its `MEMBER_SPEC` (e.g. 'reconpatch:tf_efficientnet_lite0@224')."
+    return f"{model.method}:{model.config.backbone}@{model.config.image_size}"
+
+def make_ensemble(specs:list, # members, each 'METHOD[:BACKBONE][@SIZE]' (see `parse_member`)
+                  backbone:str=DEFAULT_BACKBONE, # backbone of a member that names none
+                  image_size:int=IMAGE_SIZE, # input size of a member that names none
+                  seed:int=0, # seed of every member and of the held-out split
+                  options:dict|None=None, # {method: more config fields (coreset_ratio, epochs, ...)}
+                  **kwargs, # arguments for every member (progress, device, checkpoint, ...)
+                 ) -> Ensemble:
+    "An unfitted `Ensemble` of the members `specs` names; a bad member is a `ValueError` that quotes it."
+    members, seen = [], {}
+    for spec in specs:
+        method, bb, size = parse_member(spec)
+        key = f"{method}:{bb or backbone}@{size or image_size}"
+        if key in seen: raise ValueError(f"the ensemble names the member {key} twice ({seen[key]!r} and {spec!r})")
+        seen[key] = spec
+        try: members.append(make_detector(method, backbone=bb or backbone, image_size=size or image_size, seed=seed,
+                                          **(options or {}).get(method, {}), **kwargs))
+        except ValueError as e: raise ValueError(f"ensemble member {spec!r}: {e}") from e
+    try: return Ensemble(members, seed=seed)
+    except ValueError as e: raise ValueError(f"ensemble {' '.join(specs)}: {e}") from e
+
+def load_model(path:str|Path, # a file written by `save` (a detector's or an ensemble's)
+               device:str|None=None, # where to run; None: the best available
+               progress:bool=False, # progress bars
+              ) -> Detector:
+    "Any model file of ours, read once: a detector of any registered method, or an ensemble; a foreign or damaged file is one `ValueError`."
+    state = safe_load(path)
+    fmt = state.get("format") if isinstance(state, dict) else None
+    try:
+        if fmt == "reconpatch_nb_ensemble": return Ensemble.from_state(state, str(path), device=device, progress=progress)
+        return detector_from_state(state, str(path), device=device, progress=progress)
+    except (KeyError, TypeError, AttributeError) as e:
+        raise ValueError(f"{path} is not a usable reconpatch_nb model file: a field is missing or unknown "
+                         f"({type(e).__name__}: {e})") from e

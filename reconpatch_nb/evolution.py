@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .config import PatchCoreConfig
 from .core import make_generator
 from .coreset import ApproximateGreedyCoreset
 from .data import AnomalyDataset
@@ -31,7 +32,7 @@ def evolution_frames(model, # a fitted `ReConPatch` with `checkpoints` (see its 
                      n_train:int=3, # training images shown (the first ones)
                      n_test:int=3, # test images shown (`select_examples`: defect types first)
                      max_points:int=5000, # patches kept (`sample_patches`)
-                     p_ratio:float=0.1, # coreset ratio for the raw-feature frame (PatchCore's 10 %)
+                     p_ratio:float=PatchCoreConfig.default("coreset_ratio"), # coreset ratio for the raw-feature frame (PatchCore's)
                      min_fraction:float=0.5, # patch label rule (`patch_labels`)
                      seed:int=0, # seed of the patch subsample
                     ) -> tuple[dict, dict]: # frames {name: (N, D) features}, colourings {name: Colouring}
@@ -48,14 +49,14 @@ def evolution_frames(model, # a fitted `ReConPatch` with `checkpoints` (see its 
     keep_t = torch.from_numpy(keep)
     def frame(e_train, e_test, ratio):  # kept rows, and which kept training patches the coreset picks
         flat = e_train.reshape(-1, e_train.shape[-1]).float().cpu()
-        bank = ApproximateGreedyCoreset(ratio, seed=model.config["seed"])(flat).cpu().numpy()
+        bank = ApproximateGreedyCoreset(ratio, seed=model.config.seed)(flat).cpu().numpy()
         rows = torch.cat([e_train[:n_train].float().cpu(), e_test.float().cpu()]).reshape(n * h * w, -1)[keep_t]
         return rows, np.isin(keep, bank) & (keep < n_train * h * w)
     frames, in_bank = {}, {}
     frames["p"], in_bank["p"] = frame(p_train, p_test, p_ratio)
     for e in sorted(model.checkpoints):
         frames[f"f(p), epoch {e}"], in_bank[f"f(p), epoch {e}"] = frame(
-            features_at_epoch(model, p_train, e), features_at_epoch(model, p_test, e), model.config["coreset_ratio"])
+            features_at_epoch(model, p_train, e), features_at_epoch(model, p_test, e), model.config.coreset_ratio)
     colourings = patch_colourings(n, (h, w), keep, defective=y, split=np.r_[np.zeros(n_train), np.ones(len(pick))].astype(int), in_bank=in_bank)
     return frames, colourings
 

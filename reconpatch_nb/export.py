@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import inspect
-import os
+import io
 import subprocess
 import sys
 import tempfile
@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .core import squared_distances
+from .core import atomic_write_bytes, squared_distances
+from .detector import PatchCore
 from .features import patchify
 from .scoring import image_scores
 
@@ -96,7 +97,7 @@ class AnomalyGraph(nn.Module):
         self.register_buffer("final_index", adaptive_pool_tables(ex.pretrain_dim * len(dims), ex.target_dim)[0])
         self.register_buffer("final_weight", adaptive_pool_tables(ex.pretrain_dim * len(dims), ex.target_dim)[1])
         self.register_buffer("bank", model.bank.detach().float().cpu())
-        self.size, self.sigma, self.reweight = int(c["crop"]), float(c["blur_sigma"]), bool(c["reweight"])
+        self.size, self.sigma, self.reweight = c.image_size, float(c.blur_sigma), c.reweight
         if self.sigma > 0:
             kernel = gaussian_kernel1d(self.sigma); r = (len(kernel) - 1) // 2
             self.register_buffer("kernel", kernel); self.register_buffer("reflect", reflect_index(self.size, r))
@@ -146,29 +147,26 @@ def export_onnx(model, # a fitted `PatchCore` or `ReConPatch`
     "Export `model` as one ONNX graph: images (B, 3, H, W) → `scores` (B,) and `maps` (B, H, W), dynamic B."
     try: import onnx
     except ImportError as e: raise RuntimeError("export needs the onnx package: pip install onnx onnxruntime") from e
+    if not isinstance(model, PatchCore):
+        raise ValueError(f"a {type(model).__name__} cannot be exported: ONNX export takes one detector "
+                         "(save one with `evaluate --method ... --save-model`)")
     if not isinstance(example_batch, int) or example_batch < 1:
         raise ValueError(f"example_batch must be a positive integer, got {example_batch!r}")
     graph = AnomalyGraph(model).eval()
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     x = torch.zeros(example_batch, 3, graph.size, graph.size, device=model.extractor.device)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp"); os.close(fd)
-    try:
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")  # tracer warnings about Python ints taken from shapes: the sizes are fixed
-            torch.onnx.export(graph, (x,), tmp, input_names=["images"], output_names=["scores", "maps"],
-                              dynamic_axes={"images": {0: "batch"}, "scores": {0: "batch"}, "maps": {0: "batch"}},
-                              opset_version=opset, dynamo=False)
-        proto = onnx.load(tmp)
-        t = model.transform
-        meta = dict(method=model.method, resize=t.resize, crop=t.crop, mean=list(t.mean), std=list(t.std),
-                    threshold=model.threshold)
-        onnx.helper.set_model_props(proto, {k: str(v) for k, v in meta.items()})
-        onnx.save(proto, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    buf = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)  # Python ints taken from shapes: the sizes are fixed
+        torch.onnx.export(graph, (x,), buf, input_names=["images"], output_names=["scores", "maps"],
+                          dynamic_axes={"images": {0: "batch"}, "scores": {0: "batch"}, "maps": {0: "batch"}},
+                          opset_version=opset, dynamo=False)
+    proto = onnx.load_from_string(buf.getvalue())
+    t = model.transform
+    meta = dict(method=model.method, resize=t.resize, image_size=t.crop, mean=list(t.mean), std=list(t.std),
+                threshold=model.threshold)
+    onnx.helper.set_model_props(proto, {k: str(v) for k, v in meta.items()})
+    return atomic_write_bytes(proto.SerializeToString(), path)
 
 # %% ../nbs/16_export.ipynb #6b8ee8d5
 ORT_SCRIPT = """

@@ -15,13 +15,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from .config import DEFAULT_BACKBONE, PatchCoreConfig
 from .core import get_device
 from .data import IMAGENET_MEAN, IMAGENET_STD
 
 # %% auto #0
-__all__ = ['BACKBONES', 'DEFAULT_BACKBONE', 'DEFAULT_REDUCTIONS', 'backbone_mean_std', 'backbone_state_dict', 'create_backbone',
-           'patchify', 'pooling_plan', 'aggregate_patches', 'PatchFeatureExtractor', 'iter_features',
-           'extract_features']
+__all__ = ['BACKBONES', 'DEFAULT_REDUCTIONS', 'backbone_mean_std', 'backbone_state_dict', 'create_backbone', 'patchify',
+           'pooling_plan', 'aggregate_patches', 'PatchFeatureExtractor', 'iter_features', 'extract_features']
 
 # %% ../nbs/02_features.ipynb #7fd7f586
 BACKBONES = {
@@ -33,7 +33,6 @@ BACKBONES = {
     "wide_resnet50_2": dict(timm_name="wide_resnet50_2.tv_in1k", weights_package=None, weights_class=None,
                             mean=IMAGENET_MEAN, std=IMAGENET_STD),
 }
-DEFAULT_BACKBONE = "tf_efficientnet_lite0"
 DEFAULT_REDUCTIONS = (8, 16)  # strides of the levels PatchCore uses (ResNet layer2, layer3)
 
 # %% ../nbs/02_features.ipynb #6028ba3b
@@ -149,13 +148,10 @@ def create_backbone(name:str=DEFAULT_BACKBONE, # a key of `BACKBONES` or any tim
 
 # %% ../nbs/02_features.ipynb #30e41609
 def _check_patch_args(patch_size, pretrain_dim, target_dim):
-    if not isinstance(patch_size, int) or patch_size < 1 or patch_size % 2 == 0:
-        raise ValueError(f"patch_size must be an odd positive integer, got {patch_size!r}")
-    for arg, v in (("pretrain_dim", pretrain_dim), ("target_dim", target_dim)):
-        if not isinstance(v, int) or v < 1: raise ValueError(f"{arg} must be a positive integer, got {v!r}")
+    for name, v in (("patch_size", patch_size), ("pretrain_dim", pretrain_dim), ("target_dim", target_dim)): PatchCoreConfig.check(name, v)
 
 def patchify(fmap:Tensor, # (B, C, h, w) one level's feature map
-             patch_size:int=3, # s: side of the local neighbourhood (odd)
+             patch_size:int, # s: side of the local neighbourhood (odd)
             ) -> Tensor: # (B, C*s*s, h, w) the (C, s, s) patch around every cell, flattened channel-major
     "Local neighbourhood of every cell: `Unfold(s, stride=1, padding=(s-1)//2)` kept on the grid."
     B, C, h, w = fmap.shape
@@ -197,9 +193,9 @@ def _resize_matrix(src:tuple[int, int], dst:tuple[int, int]) -> Tensor:
     return F.interpolate(eye, size=dst, mode="bilinear", align_corners=False).reshape(src[0] * src[1], -1).float()
 
 def aggregate_patches(fmaps:list[Tensor], # L feature maps (B, C_j, h_j, w_j), finest grid first
-                      patch_size:int=3, # s: side of the local neighbourhood (odd)
-                      pretrain_dim:int=1024, # d: each level's patch is pooled to d numbers
-                      target_dim:int=1024, # C': length of the final patch feature p
+                      patch_size:int, # s: side of the local neighbourhood (odd)
+                      pretrain_dim:int, # d: each level's patch is pooled to d numbers
+                      target_dim:int, # C': length of the final patch feature p
                      ) -> Tensor: # (B, h_1, w_1, C') patch features p
     "PatchCore's aggregation, with both poolings done as one gather per level on the level's own grid."
     _check_patch_args(patch_size, pretrain_dim, target_dim)
@@ -224,9 +220,9 @@ class PatchFeatureExtractor(nn.Module):
     def __init__(self,
                  backbone:str=DEFAULT_BACKBONE, # a key of `BACKBONES` or any timm model name
                  layers:list|tuple|None=None, # level indices or names; None: the stride-8 and stride-16 levels
-                 patch_size:int=3, # s: side of the local neighbourhood (odd)
-                 pretrain_dim:int=1024, # d: per-level pooled length
-                 target_dim:int=1024, # C': length of each patch feature
+                 patch_size:int=PatchCoreConfig.default("patch_size"), # s: side of the local neighbourhood (odd)
+                 pretrain_dim:int=PatchCoreConfig.default("pretrain_dim"), # d: per-level pooled length
+                 target_dim:int=PatchCoreConfig.default("target_dim"), # C': length of each patch feature
                  pretrained:bool=True, # see `create_backbone`
                  checkpoint:str|Path|None=None, # local weights file, see `create_backbone`
                  device:str|torch.device|None=None, # None: CUDA when available

@@ -55,14 +55,14 @@ class _RelaxedContrastive(torch.autograd.Function):
 
 def relaxed_contrastive_loss_unchecked(z:Tensor, # (N, D) projected features z = g(f(p)) (with gradients), N >= 2
                                        w:Tensor, # (N, N) pseudo-labels, already in [0, 1], same dtype as z, no gradient
-                                       margin:float=1.0, # m in Eq. 7, > 0
+                                       margin:float, # m in Eq. 7, > 0
                                       ) -> Tensor: # scalar loss L_RC, on the device (no host synchronisation)
     "Eq. 7 without argument checks: the kernel that `relaxed_contrastive_loss` and the training loop share."
     return _RelaxedContrastive.apply(z, w, margin)
 
 def relaxed_contrastive_loss(z:Tensor, # (N, D) projected features z = g(f(p)) of the trained network (with gradients)
                              w:Tensor, # (N, N) pseudo-labels w_ij in [0, 1] from the similarity network (detached)
-                             margin:float=1.0, # m in Eq. 7: push pairs apart until delta_ij >= m
+                             margin:float, # m in Eq. 7: push pairs apart until delta_ij >= m
                             ) -> Tensor: # scalar loss L_RC
     "Relaxed contrastive loss of Eq. 7 on row-normalised distances; self-pairs are left out of the sum."
     check_features(z, "z")

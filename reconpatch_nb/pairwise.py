@@ -5,17 +5,16 @@
 # %% ../nbs/07_pairwise.ipynb #2e678b92
 from __future__ import annotations
 
-import math
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .config import CENTERS, TrainConfig
 from .core import check_features, squared_distances
 
 # %% auto #0
-__all__ = ['CENTERS', 'off_diagonal', 'median_sigma', 'pairwise_from_distances', 'check_sigma', 'resolve_center',
-           'prepare_projections', 'pairwise_similarity']
+__all__ = ['off_diagonal', 'median_sigma', 'pairwise_from_distances', 'check_sigma', 'resolve_center', 'prepare_projections',
+           'pairwise_similarity']
 
 # %% ../nbs/07_pairwise.ipynb #404530a1
 def off_diagonal(x:Tensor, # (N, N) square matrix
@@ -30,7 +29,7 @@ def median_sigma(d2:Tensor, # (N, N) squared distances ‖z̄_i − z̄_j‖²
     return off_diagonal(d2).median()
 
 def pairwise_from_distances(d2:Tensor, # (N, N) squared distances of the (centred, normalised) z̄; not modified
-                            sigma:float|str=1.0, # σ > 0, or "median" (`median_sigma` of this batch)
+                            sigma:float|str, # σ > 0, or "median" (`median_sigma` of this batch)
                            ) -> Tensor: # (N, N) symmetric w^P with ones on the diagonal
     "Eq. 1 from a precomputed distance matrix; the unchecked kernel that `pairwise_similarity` and the training loop share."
     w = d2.T.contiguous().add_(d2).mul_(0.5) # symmetrise: a matrix product is symmetric only up to rounding
@@ -38,15 +37,10 @@ def pairwise_from_distances(d2:Tensor, # (N, N) squared distances of the (centre
     if isinstance(sigma, str): sigma = median_sigma(w)   # a tensor: stays on the device
     return w.neg_().div_(sigma).exp_()       # w^P = exp(-d2 / σ), computed in place
 
-CENTERS = ("none", "batch", "running")  # how z̄ is centred before Eq. 1-5
-
 def check_sigma(sigma:float|str, # σ of Eq. 1 to check
                ) -> float|str:
-    "Return `sigma` if it is a positive finite number or \"median\", else raise `ValueError`."
-    if isinstance(sigma, str) and sigma == "median": return sigma
-    if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not math.isfinite(sigma) or sigma <= 0:
-        raise ValueError(f"sigma must be a positive finite number or 'median', got {sigma!r}")
-    return sigma
+    "Return `sigma` if it is a positive finite number or \"median\", else raise `ValueError` (the rule of `TrainConfig.sigma`)."
+    return TrainConfig.check("sigma", sigma)
 
 def resolve_center(z:Tensor, # (N, D) projected patch features z̄
                    center:str|Tensor="none", # "none", "batch" (subtract the batch mean) or a (D,) mean to subtract
@@ -62,15 +56,15 @@ def resolve_center(z:Tensor, # (N, D) projected patch features z̄
 
 def prepare_projections(z:Tensor, # (N, D) projected patch features z̄
                         center:Tensor|None=None, # (D,) vector subtracted first (see `resolve_center`), or None
-                        normalize:bool=True, # then L2-normalise the rows
+                        normalize:bool=TrainConfig.default("normalize"), # then L2-normalise the rows
                        ) -> Tensor: # (N, D) the z̄ that Eq. 1-5 see
     "z̄ as Eq. 1-5 see it: centred (optional), then L2-normalised (optional). Unchecked."
     if center is not None: z = z - center
     return F.normalize(z, dim=1) if normalize else z   # z̄_i / ‖z̄_i‖
 
 def pairwise_similarity(z:Tensor, # (N, D) projected patch features z̄ from the similarity network
-                        sigma:float|str=1.0, # bandwidth σ of the Gaussian kernel, > 0, or "median"
-                        normalize:bool=True, # L2-normalise the rows of `z` first ([choice], as STML)
+                        sigma:float|str, # bandwidth σ of the Gaussian kernel, > 0, or "median"
+                        normalize:bool=TrainConfig.default("normalize"), # L2-normalise the rows of `z` first ([choice], as STML)
                         center:str|Tensor="none", # "none" (the paper), "batch", or a (D,) mean to subtract first
                        ) -> Tensor: # (N, N) symmetric w^P with ones on the diagonal
     "Pairwise similarity w^P_ij = exp(-‖z̄_i − z̄_j‖² / σ) (Eq. 1 of ReConPatch)."

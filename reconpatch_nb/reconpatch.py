@@ -10,40 +10,45 @@ from dataclasses import asdict
 import torch
 from torch import Tensor
 
-from .detector import DETECTORS, PatchCore
+from .config import ReConPatchConfig, TrainConfig
+from .detector import PatchCore
 from .ema import ReConPatchHead
-from .train import EpochLog, TrainConfig, train_reconpatch
+from .train import EpochLog, train_reconpatch
 
 # %% auto #0
-__all__ = ['TRAIN_DEFAULTS', 'ReConPatch']
+__all__ = ['ReConPatch']
 
 # %% ../nbs/12_reconpatch.ipynb #aab85976
-TRAIN_DEFAULTS = asdict(TrainConfig.paper())  # deprecated alias (the paper's recipe as a dict) for older callers: use `TrainConfig`
-
 class ReConPatch(PatchCore):
     "ReConPatch: PatchCore whose memory bank holds f(p), with f trained by contextual-similarity contrastive learning."
     method = "reconpatch"
+    config_class = ReConPatchConfig
+
     def __init__(self,
-                 backbone:str="tf_efficientnet_lite0", # feature extractor, as `PatchCore`
-                 coreset_ratio:float=0.01, # ReConPatch's memory bank: 1 % of the training patches
+                 sampler=None, index=None, device=None, progress:bool=True, # as `PatchCore`
+                 config:ReConPatchConfig|None=None, # a whole config; fields given by name below change it
+                 train:TrainConfig|None=None, # the training config (default: the config's), e.g. `TrainConfig.paper()`
                  checkpoint_epochs:tuple=(), # epochs whose f/g weights are kept in `checkpoints` (for the figures)
-                 train:TrainConfig|None=None, # training hyper-parameters; None: `TrainConfig()`
-                 **kwargs, # fields of `TrainConfig` to change (e.g. `epochs=20`), and `PatchCore` arguments
+                 **fields, # fields of `ReConPatchConfig` (e.g. `coreset_ratio`) and of `TrainConfig` (e.g. `epochs=20`)
                 ):
-        train_args = {k: kwargs.pop(k) for k in TrainConfig.names() if k in kwargs}
-        self.train_config = (TrainConfig() if train is None else train).replace(**train_args)  # checked before any data
-        super().__init__(backbone=backbone, coreset_ratio=coreset_ratio, **kwargs)
-        self.config.update(asdict(self.train_config))   # saved with the model: how it was trained
+        train_fields = {k: fields.pop(k) for k in TrainConfig.names() if k in fields}
+        if train is not None or train_fields:  # the training: a whole config and/or single fields, checked before any data
+            base = train if train is not None else (config.train if config is not None else ReConPatchConfig.default("train"))
+            if not isinstance(base, TrainConfig): raise ValueError(f"train must be a TrainConfig, got {base!r}")
+            fields["train"] = base.replace(**train_fields)
+        super().__init__(sampler=sampler, index=index, device=device, progress=progress, config=config, **fields)
         self.checkpoint_epochs = tuple(checkpoint_epochs)
         self.head, self.train_log, self.checkpoints, self.train_summary = None, [], {}, {}
 
     def _fit_representation(self, features:Tensor): # (n, h, w, C') frozen training patch features p
         "Train f and g on the cached features (`train_reconpatch`)."
-        res = train_reconpatch(features, self.train_config, seed=self.config["seed"], device=self.device,
+        res = train_reconpatch(features, self.config.train, seed=self.config.seed, device=self.device,
                                progress=self.progress, checkpoint_epochs=self.checkpoint_epochs)
         self.head, self.train_log, self.checkpoints = res.head.eval(), res.log, res.checkpoints
-        self.train_summary = {"final_loss": res.log[-1].loss, "epochs": self.train_config.epochs,
-                              "seconds_per_epoch": sum(r.seconds for r in res.log[1:]) / self.train_config.epochs}
+        self.train_summary = {"final_loss": res.log[-1].loss, "epochs": self.config.train.epochs,
+                              "seconds_per_epoch": sum(r.seconds for r in res.log[1:]) / self.config.train.epochs}
+
+    def report(self) -> dict: return {**super().report(), **self.train_summary} # the fit and the training's summary
 
     def embed(self, features:Tensor, # (..., C') patch features p
              ) -> Tensor: # (..., repr_dim) f(p): the memory bank and the queries live here
@@ -67,7 +72,7 @@ class ReConPatch(PatchCore):
 
     def _new_head(self) -> ReConPatchHead:
         c = self.config
-        return ReConPatchHead(c["target_dim"], c["repr_dim"], c["proj_dim"]).to(self.device).eval()
+        return ReConPatchHead(c.target_dim, c.train.repr_dim, c.train.proj_dim).to(self.device).eval()
 
     def _extra_state(self) -> dict:
         return {"head": self.head.state_dict(), "log": [asdict(r) for r in self.train_log],
@@ -76,5 +81,3 @@ class ReConPatch(PatchCore):
     def _load_extra_state(self, state:dict):
         self.head = self._new_head(); self.head.load_state_dict(state["head"])
         self.train_log = [EpochLog(**r) for r in state["log"]]; self.train_summary = state["train_summary"]
-
-DETECTORS["reconpatch"] = ReConPatch

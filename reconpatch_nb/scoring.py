@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from scipy import ndimage
 from torch import Tensor
 
+from .config import INDEX_KINDS, Num
 from .core import check_features, squared_distances
 
 try:
@@ -21,7 +22,7 @@ except ImportError:  # faiss-cpu is a requirement, but the torch search below wo
     faiss = None
 
 # %% auto #0
-__all__ = ['INDEX_KINDS', 'knn_torch', 'NearestNeighbourIndex', 'patch_scores', 'image_scores', 'anomaly_maps', 'mad_standardize']
+__all__ = ['knn_torch', 'NearestNeighbourIndex', 'patch_scores', 'image_scores', 'anomaly_maps', 'mad_standardize']
 
 # %% ../nbs/04_scoring.ipynb #05ae5cf4
 def knn_torch(x:Tensor, # (N, D) queries
@@ -40,8 +41,6 @@ def knn_torch(x:Tensor, # (N, D) queries
     return torch.cat(dists), torch.cat(idxs)
 
 # %% ../nbs/04_scoring.ipynb #c68e6c2c
-INDEX_KINDS = ("exact", "torch", "faiss", "ivf")  # "exact": torch on a GPU bank, faiss on a CPU bank
-
 class NearestNeighbourIndex:
     "Nearest-neighbour search in a memory bank behind one `query`: exact (torch or faiss `IndexFlatL2`) or faiss IVF."
     def __init__(self,
@@ -137,17 +136,17 @@ def image_scores(scores:Tensor, # (B, h, w) patch scores s_t
 # %% ../nbs/04_scoring.ipynb #47dcff2a
 def anomaly_maps(scores:Tensor, # (B, h, w) patch scores s_t on the feature grid
                  size:tuple[int, int], # (H, W) output size, normally the input image size
-                 sigma:float=4.0, # Gaussian blur standard deviation in output pixels (0: no blur)
+                 blur_sigma:float, # Gaussian blur standard deviation in output pixels (0: no blur)
                 ) -> Tensor: # (B, H, W) float32 anomaly maps on the CPU
     "Patch scores → pixel anomaly maps: bilinear upsampling then a Gaussian blur (official PatchCore)."
     check_features(scores, name="scores", ndim=3)
     if len(size) != 2 or not all(isinstance(s, (int, np.integer)) and s > 0 for s in size):
         raise ValueError(f"size must be a pair of positive integers (H, W), got {size!r}")
-    if not sigma >= 0: raise ValueError(f"sigma must be >= 0, got {sigma!r}")
+    Num(0)("blur_sigma", blur_sigma)
     up = F.interpolate(scores.detach().float()[:, None], size=tuple(int(s) for s in size),
                        mode="bilinear", align_corners=False)[:, 0].cpu().numpy()
-    if sigma > 0:  # scipy per map, mode="reflect", truncated at 4 sigma, as RescaleSegmentor
-        up = np.stack([ndimage.gaussian_filter(m, sigma=sigma) for m in up])
+    if blur_sigma > 0:  # scipy per map, mode="reflect", truncated at 4 sigma, as RescaleSegmentor
+        up = np.stack([ndimage.gaussian_filter(m, sigma=blur_sigma) for m in up])
     return torch.from_numpy(up)
 
 # %% ../nbs/04_scoring.ipynb #982cfdb9

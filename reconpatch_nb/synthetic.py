@@ -5,6 +5,7 @@
 # %% ../nbs/01a_synthetic.ipynb #5f5f3722
 from __future__ import annotations
 
+import importlib.resources
 import os
 import shutil
 from pathlib import Path
@@ -14,7 +15,7 @@ import skimage.data
 from PIL import Image
 from scipy import ndimage
 
-import reconpatch_nb
+from .core import atomic_folder
 
 # %% auto #0
 __all__ = ['EMBEDDED_CATEGORIES', 'DEFECT_TYPES', 'DEFECTS', 'EMBEDDED_BENCHMARK', 'texture_photo', 'boxes_overlap',
@@ -250,17 +251,13 @@ def _is_embedded_root(d:Path) -> bool:
 def embedded_data_root(prefer_repo:bool=True, # use the repository's committed `data/` when it is there
                       ) -> Path:
     "Folder of the embedded dataset: the repository's `data/` if present, else a cache folder (generated once)."
-    repo_data = Path(reconpatch_nb.__file__).resolve().parents[1] / "data"
+    repo_data = Path(str(importlib.resources.files("reconpatch_nb"))).parent / "data"  # the repository, when installed from a clone
     if prefer_repo and _is_embedded_root(repo_data): return repo_data
     cache = Path(os.environ.get("RECONPATCH_DATA") or Path.home() / ".cache" / "reconpatch_nb" / "data").expanduser()
     if _is_embedded_root(cache): return cache
     if cache.exists() and any(cache.iterdir()):
         raise FileExistsError(f"{cache} exists but does not hold the embedded dataset; empty it or set RECONPATCH_DATA")
-    tmp = cache.parent / f".{cache.name}.tmp{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    make_embedded_dataset(tmp)
-    if cache.exists(): cache.rmdir()
-    os.replace(tmp, cache)
+    with atomic_folder(cache) as tmp: make_embedded_dataset(tmp)
     return cache
 
 # %% ../nbs/01a_synthetic.ipynb #c12bb1e8
@@ -284,9 +281,5 @@ def embedded_benchmark_root(seed:int=0, # as `make_embedded_dataset`
     if _is_embedded_root(cache / "eval") and _is_embedded_root(cache / "val"): return cache
     if cache.exists() and any(cache.iterdir()):
         raise FileExistsError(f"{cache} exists but does not hold the embedded benchmark; empty it")
-    tmp = cache.parent / f".{cache.name}.tmp{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    make_embedded_benchmark(tmp, seed)
-    if cache.exists(): cache.rmdir()
-    os.replace(tmp, cache)
+    with atomic_folder(cache) as tmp: make_embedded_benchmark(tmp, seed)
     return cache

@@ -7,24 +7,22 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterator
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from tqdm import tqdm
 
-from .contextual import check_k, half_k, pseudo_label_terms
+from .config import TrainConfig
+from .contextual import check_k, pseudo_label_terms
 from .core import atomic_save, check_features, get_device
 from .ema import ReConPatchHead, ema_update_unchecked, make_similarity_network
 from .loss import relaxed_contrastive_loss_unchecked
-from .pairwise import CENTERS, check_sigma
 
 # %% auto #0
-__all__ = ['patch_batches', 'default_steps_per_epoch', 'SyncFreeAdamP', 'EpochLog', 'TrainResult', 'TrainConfig',
-           'train_reconpatch']
+__all__ = ['patch_batches', 'default_steps_per_epoch', 'SyncFreeAdamP', 'EpochLog', 'TrainResult', 'train_reconpatch']
 
 # %% ../nbs/11_train.ipynb #249180a1
 def patch_batches(n_images:int, # number of training images
@@ -138,58 +136,6 @@ def _pseudo_label_stats(z_bar, alpha, sigma, k, normalize, variant, center) -> d
 def _ema_gap(head, ema) -> float:
     num = sum((a - b).pow(2).sum() for a, b in zip(head.parameters(), ema.parameters()))
     return (num / sum(a.pow(2).sum() for a in head.parameters())).sqrt().item()
-
-def _check_number(name, v, lo, hi=math.inf, lo_open=False, integer=False):
-    "Raise `ValueError` unless `v` is a (finite) number in [lo, hi] (or (lo, hi] when `lo_open`)."
-    ok = not isinstance(v, bool) and isinstance(v, int if integer else (int, float)) and v <= hi and (v > lo if lo_open else v >= lo)
-    if not ok or (not integer and not math.isfinite(v)):
-        kind = "an integer" if integer else "a number"
-        raise ValueError(f"{name} must be {kind} in {'(' if lo_open else '['}{lo}, {hi}{']' if hi < math.inf else ')'}, got {v!r}")
-
-@dataclass(frozen=True)
-class TrainConfig:
-    "Every ReConPatch training hyper-parameter with its default: the one place they live; checked on construction."
-    epochs:int = 4; lr:float = 1e-3; gamma:float = 0.99  # the default schedule [choice]; the paper's: `TrainConfig.paper()`
-    weight_decay:float = 1e-2 # AdamP weight decay (paper)
-    alpha:float = 0.5 # α of Eq. 6, pairwise vs contextual (paper)
-    sigma:float|str = 1.0 # σ of Eq. 1 (paper), or "median": per batch, the median off-diagonal squared distance
-    k:int = 5 # k of Eq. 2 (paper)
-    margin:float = 1.0 # m of Eq. 7 (paper)
-    repr_dim:int = 512 # output of f, the memory-bank features (paper)
-    proj_dim:int = 128 # output of g [choice: not given in the paper]
-    patches_per_step:int = 1024 # N, patches per batch [choice]; more than all patches -> all patches
-    batch_mode:str = "random" # "random" or "images", see `patch_batches` [choice]
-    steps_per_epoch:int|None = None # None: one pass over all patches (`default_steps_per_epoch`)
-    variant:str = "paper" # contextual similarity: "paper" (Eq. 2-5 as written) or "stml" (STML's code)
-    normalize:bool = True # L2-normalise z̄ before Eq. 1-5 [choice, as STML]
-    center:str = "batch" # centre z̄ before normalising: "none" (paper), "batch" (chosen on validation data, 90_results) or "running"
-
-    def __post_init__(self):
-        _check_number("epochs", self.epochs, 1, integer=True); _check_number("lr", self.lr, 0, lo_open=True)
-        _check_number("gamma", self.gamma, 0, 1); _check_number("weight_decay", self.weight_decay, 0)
-        _check_number("alpha", self.alpha, 0, 1); check_sigma(self.sigma); _check_number("k", self.k, 1, integer=True)
-        _check_number("margin", self.margin, 0, lo_open=True)
-        _check_number("repr_dim", self.repr_dim, 1, integer=True); _check_number("proj_dim", self.proj_dim, 1, integer=True)
-        _check_number("patches_per_step", self.patches_per_step, 2, integer=True)
-        if self.batch_mode not in ("random", "images"): raise ValueError(f"batch_mode must be 'random' or 'images', got {self.batch_mode!r}")
-        if self.steps_per_epoch is not None: _check_number("steps_per_epoch", self.steps_per_epoch, 1, integer=True)
-        half_k(self.k, self.variant)                                                   # validates `variant`
-        if not isinstance(self.normalize, bool): raise ValueError(f"normalize must be True or False, got {self.normalize!r}")
-        if self.center not in CENTERS: raise ValueError(f"center must be one of {CENTERS}, got {self.center!r}")
-
-    @classmethod
-    def paper(cls) -> TrainConfig:
-        "The paper's single-model recipe: 120 epochs, AdamP lr 1e-5, weight decay 1e-2, γ 0.999 (STML), α 0.5, σ 1, k 5, m 1, no centring."
-        return cls(epochs=120, lr=1e-5, weight_decay=1e-2, gamma=0.999, alpha=0.5, sigma=1.0, k=5, margin=1.0, center="none")
-
-    @classmethod
-    def names(cls) -> tuple[str, ...]: return tuple(f.name for f in fields(cls))
-
-    def replace(self, **changes) -> TrainConfig:
-        "A copy with some fields changed (checked again); an unknown name raises `ValueError`."
-        unknown = sorted(set(changes) - set(self.names()))
-        if unknown: raise ValueError(f"unknown training argument(s) {unknown}; known: {list(self.names())}")
-        return replace(self, **changes)
 
 # %% ../nbs/11_train.ipynb #e1d582f4
 def train_reconpatch(features:Tensor, # (n_images, h, w, C') cached frozen patch features p

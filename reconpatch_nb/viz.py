@@ -18,6 +18,7 @@ from matplotlib.colors import ListedColormap
 from matplotlib.lines import Line2D
 from torch import Tensor
 
+from .config import FIGURE_DPI
 from .core import to_hwc, to_numpy, unravel_patch_index
 from .metrics import image_auroc
 from .scoring import NearestNeighbourIndex
@@ -90,8 +91,8 @@ def _umap_layout(X:np.ndarray, init, n_neighbors:int, min_dist:float, n_epochs:i
     import umap  # imported here: importing umap costs seconds, and most users of this module never need it
     k = min(n_neighbors, len(X) - 1)
     dist, idx = NearestNeighbourIndex(torch.from_numpy(X)).query(torch.from_numpy(X), k=k)  # self first, as UMAP expects
-    with warnings.catch_warnings():  # "n_jobs overridden by random_state" and precomputed-knn notes
-        warnings.simplefilter("ignore")
+    with warnings.catch_warnings():  # umap's notes that n_jobs is overridden by random_state, and on precomputed k-NN
+        warnings.filterwarnings("ignore", category=UserWarning, module="umap")
         reducer = umap.UMAP(n_neighbors=k, min_dist=min_dist, n_epochs=n_epochs, init=init, random_state=seed,
                             precomputed_knn=(idx.numpy(), dist.numpy(), None))
         return reducer.fit_transform(X)
@@ -304,7 +305,7 @@ def save_segmentation_pngs(model, # a fitted detector (`PatchCore` or `ReConPatc
                            n:int=6, # number of images (see `select_examples`)
                            threshold:float|None=None, # pixel threshold τ; None: `model.threshold`
                            pred=None, # a `Prediction` of `test_dataset` already computed, to avoid predicting twice
-                           dpi:int=110, # resolution of the PNGs
+                           dpi:int=FIGURE_DPI, # resolution of the PNGs
                           ) -> list[Path]: # the files written
     "Write one PNG per selected test image: image + ground truth, anomaly map, predicted mask (Fig. 5)."
     out_dir = Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from torch import Tensor
 
+from .config import FIGURE_DPI
 from .core import to_hwc, to_numpy
 from .scoring import NearestNeighbourIndex
 from .viz import OKABE_ITO, draw_layout, mask_f1
@@ -30,7 +31,7 @@ class FigureWidget:
                  figsize:tuple, # figure size in inches
                  extra:list=(), # more widgets shown under the controls (text, ...)
                 ):
-        self.fig, self.controls, self.out = Figure(figsize=figsize, dpi=110, layout="constrained"), controls, widgets.Output()
+        self.fig, self.controls, self.out = Figure(figsize=figsize, dpi=FIGURE_DPI, layout="constrained"), controls, widgets.Output()
         for c in controls: c.observe(lambda change: self.update(), names="value")
         self.widget = widgets.VBox([widgets.HBox(controls), *extra, self.out])
 

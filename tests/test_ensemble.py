@@ -24,8 +24,8 @@ def _images(folder, n, seed, defect=False):
 
 def _members():
     # two input sizes, one field of view (crop / resize about 0.875)
-    return [PatchCore(resize=73, crop=64, coreset_ratio=0.5, progress=False, device="cpu"),
-            PatchCore(resize=55, crop=48, coreset_ratio=0.5, progress=False, device="cpu")]
+    return [PatchCore(resize=73, image_size=64, coreset_ratio=0.5, progress=False, device="cpu"),
+            PatchCore(resize=55, image_size=48, coreset_ratio=0.5, progress=False, device="cpu")]
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +69,7 @@ def test_errors(fitted):
     ens, _, _ = fitted
     with pytest.raises(ValueError, match="members is empty"): Ensemble([])
     with pytest.raises(ValueError, match="different fields of view"):
-        Ensemble([PatchCore(resize=73, crop=64), PatchCore(resize=128, crop=64)])
+        Ensemble([PatchCore(resize=73, image_size=64), PatchCore(resize=128, image_size=64)])
     with pytest.raises(ValueError, match="val is empty"): ens.calibrate([])
     with pytest.raises(ValueError, match="same input size"): ens.member_predictions(torch.zeros(1, 3, 64, 64))
     with pytest.raises(RuntimeError, match="not fitted"): Ensemble(_members()).predict(torch.zeros(1, 3, 64, 64))

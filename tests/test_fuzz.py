@@ -27,7 +27,8 @@ import pytest
 import torch
 from PIL import Image
 
-from reconpatch_nb.cli import MANIFEST, main, read_manifest
+from reconpatch_nb.cli import main
+from reconpatch_nb.outputs import MANIFEST, read_manifest
 
 REPO = Path(__file__).resolve().parents[1]
 BRICK = REPO / "data" / "brick"
