@@ -314,8 +314,8 @@ def write_api(mods: list[str], lib: str, taught_in: dict[str, tuple[str, str]]):
     toc = "\n".join(mods)
     rows = [f"- [`{lib}.{m}`]({m}.md){': ' + module_summary(m) if module_summary(m) else ''}" for m in mods]
     (api / "index.md").write_text(
-        f"# API reference\n\nEverything the package exports (each module's `__all__`), one page per module, "
-        f"generated from the docstrings and parameter comments.\n\n" + "\n".join(rows) +
+        "# API reference\n\nEverything the package exports (each module's `__all__`), one page per module, "
+        "generated from the docstrings and parameter comments.\n\n" + "\n".join(rows) +
         f"\n\n```{{toctree}}\n:hidden:\n:maxdepth: 1\n\n{toc}\n```\n", encoding="utf-8")
     for mod in mods:
         stem, title = taught_in.get(mod, (None, None))

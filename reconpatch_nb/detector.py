@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 from PIL import Image
-from torch import Tensor
+from torch import Tensor, nn
 
 from . import __version__
 from .config import PatchCoreConfig, TrainConfig
@@ -21,7 +21,7 @@ from .coreset import ApproximateGreedyCoreset, CoresetSampler
 from .data import AnomalyDataset, ImageTransform, Item
 from .features import PatchFeatureExtractor, backbone_mean_std, extract_features, iter_features
 from .metrics import compute_metrics
-from .scoring import NearestNeighbourIndex, anomaly_maps, image_scores, patch_scores
+from .scoring import REWEIGHT_B, AnomalyScorer, IndexSearch, NearestNeighbourIndex
 
 # %% auto #0
 __all__ = ['FORMAT_VERSION', 'Prediction', 'Detector', 'check_finite', 'PatchCore', 'evaluate_prediction']
@@ -157,10 +157,14 @@ class PatchCore(Detector):
         "Learn the representation from the training features (PatchCore: nothing to learn)."
         pass
 
+    def embedder(self) -> nn.Module: # features (..., C') -> what the bank holds (..., D); the scoring graph holds it
+        "The representation the bank and the queries live in, as a module (PatchCore: the identity)."
+        return nn.Identity()
+
     def embed(self, features:Tensor, # (..., C') patch features p
-             ) -> Tensor: # (..., D) what goes into the memory bank
-        "The representation the bank and the queries live in (PatchCore: the features themselves)."
-        return features
+             ) -> Tensor: # (..., D) what goes into the memory bank, on the model's device
+        "`embedder()` applied to `features` (float32, on the model's device, no gradients)."
+        with torch.no_grad(): return self.embedder()(features.to(self.device, torch.float32))
 
     # --- fitting -----------------------------------------------------------------------------
     def _dataset(self, dataset) -> AnomalyDataset:
@@ -212,8 +216,12 @@ class PatchCore(Detector):
         self.bank_source = torch.stack([idx // (h * w), (idx // w) % h, idx % w], 1).cpu()
 
     def _set_bank(self, bank:Tensor):
+        "Keep the bank, build its search index and the scoring graph that `predict` runs (and `export_onnx` exports)."
         self.bank = bank.detach().float().to(self.device).contiguous()  # on the model's device: the search runs there
         self.index = self.index_factory(self.bank) if self.index_factory else NearestNeighbourIndex(self.bank, self.config.index)
+        neighbours = self.index.query(self.bank, k=min(REWEIGHT_B, len(self.bank)))[1] if self.config.reweight else None
+        self.scorer = AnomalyScorer(self.embedder(), IndexSearch(self.index), self.bank, self.config.image_size,
+                                    self.config.blur_sigma, neighbours).eval()
 
     @property
     def threshold(self) -> float:
@@ -231,10 +239,9 @@ class PatchCore(Detector):
 
     # --- predicting --------------------------------------------------------------------------
     def _image_scores(self, p:Tensor) -> tuple[Tensor, Tensor]: # p: (B, h, w, C') frozen features
-        "Patch scores s_t (B, h, w) and image scores s* (B,) of frozen features, on the model's device."
-        with torch.no_grad(): e = self.embed(p.to(self.device)).float()
-        s = patch_scores(self.index, e)
-        return s, image_scores(s, e, self.index, reweight=self.config.reweight)
+        "Patch scores s_t (B, h, w) and image scores s* (B,) of frozen features, on the model's device (no maps)."
+        with torch.no_grad(): s_star, _, s = self.scorer(p.to(self.device), maps=False)
+        return s, s_star
 
     def predict_features(self,
                          p:Tensor, # (B, h, w, C') frozen features, from `features` or `iter_features`
@@ -242,9 +249,8 @@ class PatchCore(Detector):
                         ) -> Prediction:
         "`predict` on features extracted beforehand: image scores, anomaly maps and patch scores."
         self._check_fitted()
-        s, img = self._image_scores(p)
-        maps = anomaly_maps(s, (self.config.image_size,) * 2, blur_sigma=self.config.blur_sigma)
-        return Prediction(img.cpu(), maps, s.cpu(), list(paths) if paths is not None else [None] * len(img))
+        with torch.no_grad(): img, maps, s = self.scorer(p.to(self.device))
+        return Prediction(img.cpu(), maps.cpu(), s.cpu(), list(paths) if paths is not None else [None] * len(img))
 
     def predict(self,
                 images:AnomalyDataset|Tensor|list, # a dataset, a (B,3,H,W) pre-processed batch, or image paths / PIL images

@@ -5,7 +5,6 @@
 # %% ../nbs/16_export.ipynb #01c5892e
 from __future__ import annotations
 
-import inspect
 import io
 import subprocess
 import sys
@@ -15,67 +14,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .core import atomic_write_bytes, squared_distances
+from .core import atomic_write_bytes
 from .detector import PatchCore
-from .features import patchify
-from .scoring import image_scores
+from .features import aggregate_patches_batched, batched_tables
+from .scoring import ExactSearch
 
 # %% auto #0
-__all__ = ['ORT_SCRIPT', 'adaptive_pool_tables', 'gather_pool', 'gaussian_kernel1d', 'reflect_index', 'gaussian_blur',
-           'AnomalyGraph', 'export_onnx', 'onnx_predict']
-
-# %% ../nbs/16_export.ipynb #713b2350
-def adaptive_pool_tables(n_in:int, # length of the vectors to pool
-                         n_out:int, # length after pooling
-                        ) -> tuple[Tensor, Tensor]: # (K, n_out) indices, (K, n_out) 0/1 weights; K the widest window
-    "Gather tables reproducing `adaptive_avg_pool1d`: window i is x[floor(i n_in / n_out) : ceil((i+1) n_in / n_out)]."
-    for name, n in (("n_in", n_in), ("n_out", n_out)):
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-            raise ValueError(f"{name} must be a positive integer, got {n!r}")
-    i = torch.arange(n_out)
-    start, end = (i * n_in) // n_out, -((-(i + 1) * n_in) // n_out)
-    k = torch.arange(int((end - start).max()))[:, None]            # slot k of every window
-    weight = (k < (end - start)[None]).float()
-    index = torch.minimum(start[None] + k, end[None] - 1)          # unused slots repeat the last index, weight 0
-    return index, weight
-
-def gather_pool(x:Tensor, # (..., n_in) vectors to pool
-                index:Tensor, # (K, n_out) from `adaptive_pool_tables`
-                weight:Tensor, # (K, n_out) from `adaptive_pool_tables`
-               ) -> Tensor: # (..., n_out) the same values as `adaptive_avg_pool1d`
-    "Adaptive average pooling of the last axis as one gather, a weighted sum and a division (exportable to ONNX)."
-    g = x[..., index.reshape(-1)].reshape(*x.shape[:-1], *index.shape)  # (..., K, n_out)
-    return (g * weight).sum(-2) / weight.sum(0)
-
-# %% ../nbs/16_export.ipynb #a70d5585
-def gaussian_kernel1d(sigma:float, # standard deviation in pixels, > 0
-                      truncate:float=4.0, # radius in standard deviations (scipy's default)
-                     ) -> Tensor: # (2r + 1,) float32 weights summing to 1, r = int(truncate * sigma + 0.5)
-    "The 1-D kernel `scipy.ndimage.gaussian_filter` uses."
-    if not sigma > 0: raise ValueError(f"sigma must be > 0, got {sigma!r}")
-    r = int(truncate * float(sigma) + 0.5)
-    x = np.arange(-r, r + 1, dtype=np.float64)
-    k = np.exp(-0.5 / float(sigma) ** 2 * x ** 2)
-    return torch.as_tensor(k / k.sum(), dtype=torch.float32)
-
-def reflect_index(n:int, # length of the axis
-                  r:int, # padding on each side
-                 ) -> Tensor: # (n + 2r,) source index of every padded position
-    "Indices of scipy's 'reflect' padding (d c b a | a b c d | d c b a), for any r."
-    i = np.arange(-r, n + r) % (2 * n)
-    return torch.as_tensor(np.where(i < n, i, 2 * n - 1 - i), dtype=torch.long)
-
-def gaussian_blur(maps:Tensor, # (B, 1, H, W) maps to blur
-                  kernel:Tensor, # (2r + 1,) from `gaussian_kernel1d`
-                  index_h:Tensor, # (H + 2r,) `reflect_index(H, r)`
-                  index_w:Tensor, # (W + 2r,) `reflect_index(W, r)`
-                 ) -> Tensor: # (B, 1, H, W) blurred maps
-    "Separable Gaussian blur with scipy's border, as gathers and two convolutions (exportable to ONNX)."
-    out = F.conv2d(maps.index_select(2, index_h), kernel.view(1, 1, -1, 1))     # along rows
-    return F.conv2d(out.index_select(3, index_w), kernel.view(1, 1, 1, -1))     # along columns
+__all__ = ['ORT_SCRIPT', 'AnomalyGraph', 'export_onnx', 'onnx_predict']
 
 # %% ../nbs/16_export.ipynb #617d5a66
 class AnomalyGraph(nn.Module):
@@ -86,57 +33,24 @@ class AnomalyGraph(nn.Module):
         super().__init__()
         if getattr(model, "bank", None) is None:
             raise ValueError(f"model must be a fitted detector (call .fit or .load first), got {model!r}")
-        ex, c = model.extractor, model.config
-        self.backbone, self.patch_size, self.embed = ex.backbone, ex.patch_size, model.embed
-        head = getattr(model, "head", None)  # f's weights: registered so that they become graph weights
-        self.head = head if isinstance(head, nn.Module) else None
-        dims = [ch * ex.patch_size ** 2 for ch in ex.backbone.feature_info.channels()]
-        self.pools = [adaptive_pool_tables(n, ex.pretrain_dim) for n in dims]  # one per level
-        for j, (index, weight) in enumerate(self.pools):
-            self.register_buffer(f"pool_index_{j}", index); self.register_buffer(f"pool_weight_{j}", weight)
-        self.register_buffer("final_index", adaptive_pool_tables(ex.pretrain_dim * len(dims), ex.target_dim)[0])
-        self.register_buffer("final_weight", adaptive_pool_tables(ex.pretrain_dim * len(dims), ex.target_dim)[1])
-        self.register_buffer("bank", model.bank.detach().float().cpu())
-        self.size, self.sigma, self.reweight = c.image_size, float(c.blur_sigma), c.reweight
-        if self.sigma > 0:
-            kernel = gaussian_kernel1d(self.sigma); r = (len(kernel) - 1) // 2
-            self.register_buffer("kernel", kernel); self.register_buffer("reflect", reflect_index(self.size, r))
-        if self.reweight:  # N_b(m) of every bank entry m, with the same b and the same index as `image_scores`
-            b = min(inspect.signature(image_scores).parameters["b"].default, len(self.bank))
-            self.register_buffer("neighbours", model.index.query(model.bank, k=b)[1].cpu())
+        ex = model.extractor
+        self.backbone, self.patch_size, self.pretrain_dim, self.target_dim = ex.backbone, ex.patch_size, ex.pretrain_dim, ex.target_dim
+        self.scorer = model.scorer.with_search(ExactSearch(model.bank))  # the module `predict` runs, with a traceable search
+        self.size = model.config.image_size
+        with torch.no_grad():  # the pooling plan and the grid resizes for this input size: constants of the graph
+            shapes = [tuple(f.shape[1:]) for f in ex.backbone(torch.zeros(1, 3, self.size, self.size, device=ex.device))]
+        self.tables = batched_tables(shapes, self.patch_size, self.pretrain_dim, self.target_dim)
         self.to(ex.device)
 
     def features(self, images:Tensor, # (B, 3, H, W) pre-processed images
                 ) -> Tensor: # (B, h, w, C') patch features p, as `PatchFeatureExtractor`
-        "Backbone and PatchCore's aggregation (`aggregate_patches` with `gather_pool`)."
-        fmaps = self.backbone(images)
-        B, _, h, w = fmaps[0].shape
-        pooled = []
-        for j, fmap in enumerate(fmaps):
-            patches = patchify(fmap, self.patch_size)                                  # (B, C_j s^2, h_j, w_j)
-            if fmap.shape[-2:] != fmaps[0].shape[-2:]:                                # deeper level: to the finest grid
-                patches = F.interpolate(patches, size=(h, w), mode="bilinear", align_corners=False)
-            patches = patches.permute(0, 2, 3, 1).reshape(B * h * w, -1)
-            pooled.append(gather_pool(patches, getattr(self, f"pool_index_{j}"), getattr(self, f"pool_weight_{j}")))
-        return gather_pool(torch.cat(pooled, -1), self.final_index, self.final_weight).reshape(B, h, w, -1)
+        "Backbone and PatchCore's aggregation, the whole batch at once."
+        return aggregate_patches_batched(self.backbone(images), self.patch_size, self.pretrain_dim, self.target_dim, self.tables)
 
     def forward(self, images:Tensor, # (B, 3, H, W) pre-processed images
                ) -> tuple[Tensor, Tensor]: # (B,) image scores s*, (B, H, W) anomaly maps
-        p = self.features(images)
-        B, h, w, _ = p.shape
-        e = self.embed(p.reshape(B * h * w, -1)).float()                 # f(p) for ReConPatch, p for PatchCore
-        d2, nearest = squared_distances(e, self.bank).min(1)             # Eq. 9, exact; the bank is a constant
-        s = d2.sqrt().reshape(B, h * w)                                  # patch scores s_t
-        s_star, t_star = s.max(1)                                        # Eq. 10: s* and the patch m^{test,*}
-        if self.reweight:                                                # PatchCore's Eq. 7
-            m_test = e.reshape(B, h * w, -1).gather(1, t_star[:, None, None].expand(-1, 1, e.shape[-1]))[:, 0]
-            j_star = nearest.reshape(B, h * w).gather(1, t_star[:, None])[:, 0]        # m^*
-            support = self.bank[self.neighbours[j_star]]                               # N_b(m^*) (B, b, D)
-            dist = (support - m_test[:, None]).norm(dim=-1)
-            s_star = (1 - torch.softmax(dist, dim=1)[:, 0]) * s_star
-        maps = F.interpolate(s.reshape(B, 1, h, w), size=(self.size, self.size), mode="bilinear", align_corners=False)
-        if self.sigma > 0: maps = gaussian_blur(maps, self.kernel, self.reflect, self.reflect)
-        return s_star, maps[:, 0]
+        s_star, maps, _ = self.scorer(self.features(images))
+        return s_star, maps
 
 # %% ../nbs/16_export.ipynb #67889128
 def export_onnx(model, # a fitted `PatchCore` or `ReConPatch`

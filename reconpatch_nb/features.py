@@ -21,7 +21,8 @@ from .data import IMAGENET_MEAN, IMAGENET_STD
 
 # %% auto #0
 __all__ = ['BACKBONES', 'DEFAULT_REDUCTIONS', 'backbone_mean_std', 'backbone_state_dict', 'create_backbone', 'patchify',
-           'pooling_plan', 'aggregate_patches', 'PatchFeatureExtractor', 'iter_features', 'extract_features']
+           'pooling_plan', 'aggregate_patches', 'PatchFeatureExtractor', 'batched_tables', 'aggregate_patches_batched',
+           'iter_features', 'extract_features']
 
 # %% ../nbs/02_features.ipynb #7fd7f586
 BACKBONES = {
@@ -249,6 +250,36 @@ class PatchFeatureExtractor(nn.Module):
             raise ValueError(f"images must be a (B, 3, H, W) tensor, got {getattr(images, 'shape', type(images))}")
         fmaps = self.backbone(images.to(self.device, torch.float32))
         return aggregate_patches(fmaps, self.patch_size, self.pretrain_dim, self.target_dim)
+
+# %% ../nbs/02_features.ipynb #aggbat2
+def batched_tables(fmap_shapes:list[tuple], # (C_j, h_j, w_j) of each level, finest first
+                   patch_size:int, # s
+                   pretrain_dim:int, # d
+                   target_dim:int, # C'
+                  ) -> list[tuple]: # per level: (lo, hi, idx (|cols|, K), weight (|cols|, K), resize (h_j w_j, h w) or None)
+    "`pooling_plan` and the grid resizes for feature maps of these shapes, computed once (a graph holds them as constants)."
+    plan = pooling_plan(tuple(c * patch_size**2 for c, _, _ in fmap_shapes), pretrain_dim, target_dim)
+    grid = tuple(fmap_shapes[0][1:])
+    return [(int(cols[0]), int(cols[-1]) + 1, idx, weight, None if tuple(s[1:]) == grid else _resize_matrix(tuple(s[1:]), grid))
+            for s, (cols, idx, weight) in zip(fmap_shapes, plan)]
+
+def aggregate_patches_batched(fmaps:list[Tensor], # L feature maps (B, C_j, h_j, w_j), finest grid first
+                              patch_size:int, # s: side of the local neighbourhood (odd)
+                              pretrain_dim:int, # d: each level's patch is pooled to d numbers
+                              target_dim:int, # C': length of the final patch feature p
+                              tables:list|None=None, # `batched_tables` of these shapes; None: computed here
+                             ) -> Tensor: # (B, h_1, w_1, C') patch features p, the same sums as `aggregate_patches`
+    "`aggregate_patches` with the same `pooling_plan`, for the whole batch at once: no Python loop over images (traceable, for export)."
+    _check_patch_args(patch_size, pretrain_dim, target_dim)
+    B, _, h, w = fmaps[0].shape
+    if tables is None: tables = batched_tables([tuple(f.shape[1:]) for f in fmaps], patch_size, pretrain_dim, target_dim)
+    out = 0
+    for fmap, (lo, hi, idx, weight, resize) in zip(fmaps, tables):
+        u = F.unfold(fmap, patch_size, padding=(patch_size - 1) // 2)     # (B, C_j s^2, h_j w_j)
+        g = (u[:, idx.to(u.device)] * weight.to(u)[None, :, :, None]).sum(2)   # (B, |cols|, h_j w_j): both poolings
+        if resize is not None: g = g @ resize.to(u)                       # to the finest grid
+        out = out + F.pad(g, (0, 0, lo, target_dim - hi))                 # (B, C', h w)
+    return out.permute(0, 2, 1).reshape(B, h, w, target_dim)
 
 # %% ../nbs/02_features.ipynb #162a3c95
 def _images_of(batch) -> Tensor:

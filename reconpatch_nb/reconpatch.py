@@ -50,11 +50,10 @@ class ReConPatch(PatchCore):
 
     def report(self) -> dict: return {**super().report(), **self.train_summary} # the fit and the training's summary
 
-    def embed(self, features:Tensor, # (..., C') patch features p
-             ) -> Tensor: # (..., repr_dim) f(p): the memory bank and the queries live here
-        "The trained representation f(p) (not g(f(p)), not p)."
+    def embedder(self) -> torch.nn.Module: # f itself: the scoring graph (and an exported one) holds its weights
+        "The trained representation f (not g∘f, not the identity): the bank and the queries hold f(p)."
         if self.head is None: raise RuntimeError("this ReConPatch is not fitted: call .fit(train_dataset) or .load(path)")
-        with torch.no_grad(): return self.head.f(features.to(self.device, torch.float32))
+        return self.head.f
 
     def at_epoch(self, epoch:int, # an epoch kept with `checkpoint_epochs` (0 = before training)
                 ) -> ReConPatchHead: # a new head (f, g) with the weights of that epoch, in eval mode, on the model's device

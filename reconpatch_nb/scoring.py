@@ -5,13 +5,14 @@
 # %% ../nbs/04_scoring.ipynb #b8fb0d4f
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from scipy import ndimage
-from torch import Tensor
+from torch import Tensor, nn
 
 from .config import INDEX_KINDS, Num
 from .core import check_features, squared_distances
@@ -22,7 +23,8 @@ except ImportError:  # faiss-cpu is a requirement, but the torch search below wo
     faiss = None
 
 # %% auto #0
-__all__ = ['knn_torch', 'NearestNeighbourIndex', 'patch_scores', 'image_scores', 'anomaly_maps', 'mad_standardize']
+__all__ = ['REWEIGHT_B', 'knn_torch', 'NearestNeighbourIndex', 'patch_scores', 'image_scores', 'anomaly_maps', 'mad_standardize',
+           'gaussian_kernel1d', 'reflect_index', 'gaussian_blur', 'ExactSearch', 'IndexSearch', 'AnomalyScorer']
 
 # %% ../nbs/04_scoring.ipynb #05ae5cf4
 def knn_torch(x:Tensor, # (N, D) queries
@@ -106,11 +108,13 @@ def patch_scores(index:NearestNeighbourIndex, # the memory bank's search index
     return dist.reshape(B, h, w)
 
 # %% ../nbs/04_scoring.ipynb #9c8053eb
+REWEIGHT_B = 9 # b of PatchCore's re-weighting: the bank neighbourhood N_b(m*) it softmaxes over
+
 def image_scores(scores:Tensor, # (B, h, w) patch scores s_t
                  features:Tensor|None=None, # (B, h, w, D) test features, needed only when `reweight`
                  index:NearestNeighbourIndex|None=None, # the bank's index, needed only when `reweight`
                  reweight:bool=False, # False: s* = max_t s_t (Eq. 10); True: PatchCore Eq. 7 re-weighting
-                 b:int=9, # size of the neighbourhood N_b(m*) (m* included) for the re-weighting
+                 b:int=REWEIGHT_B, # size of the neighbourhood N_b(m*) (m* included) for the re-weighting
                 ) -> Tensor: # (B,) image anomaly scores
     "Image score: the largest patch score (Eq. 10), optionally re-weighted as in PatchCore's Eq. 7."
     check_features(scores, name="scores", ndim=3)
@@ -165,3 +169,88 @@ def mad_standardize(scores:Tensor, # (...) scores of one model to standardise (a
         raise ValueError(f"train_scores have a median absolute deviation of 0 (more than half of the {len(train)} "
                          "values are equal): the modified z-score is undefined")
     return ((scores.double() - median.to(scores.device)) / (1.4826 * mad.to(scores.device))).to(scores.dtype)
+
+# %% ../nbs/04_scoring.ipynb #scorer02
+def gaussian_kernel1d(sigma:float, # standard deviation in pixels, > 0
+                      truncate:float=4.0, # radius in standard deviations (scipy's default)
+                     ) -> Tensor: # (2r + 1,) float32 weights summing to 1, r = int(truncate * sigma + 0.5)
+    "The 1-D kernel `scipy.ndimage.gaussian_filter` uses."
+    if not sigma > 0: raise ValueError(f"sigma must be > 0, got {sigma!r}")
+    r = int(truncate * float(sigma) + 0.5)
+    x = np.arange(-r, r + 1, dtype=np.float64)
+    k = np.exp(-0.5 / float(sigma) ** 2 * x ** 2)
+    return torch.as_tensor(k / k.sum(), dtype=torch.float32)
+
+def reflect_index(n:int, # length of the axis
+                  r:int, # padding on each side
+                 ) -> Tensor: # (n + 2r,) source index of every padded position
+    "Indices of scipy's 'reflect' padding (d c b a | a b c d | d c b a), for any r."
+    i = np.arange(-r, n + r) % (2 * n)
+    return torch.as_tensor(np.where(i < n, i, 2 * n - 1 - i), dtype=torch.long)
+
+def gaussian_blur(maps:Tensor, # (B, 1, H, W) maps to blur
+                  kernel:Tensor, # (2r + 1,) from `gaussian_kernel1d`
+                  index_h:Tensor, # (H + 2r,) `reflect_index(H, r)`
+                  index_w:Tensor, # (W + 2r,) `reflect_index(W, r)`
+                 ) -> Tensor: # (B, 1, H, W) blurred maps
+    "Separable Gaussian blur with scipy's border, as gathers and two convolutions (any device, exportable to ONNX)."
+    out = F.conv2d(maps.index_select(2, index_h), kernel.view(1, 1, -1, 1))     # along rows
+    return F.conv2d(out.index_select(3, index_w), kernel.view(1, 1, 1, -1))     # along columns
+
+class ExactSearch(nn.Module):
+    "The nearest bank row of every query by exact squared distances, as one matrix product (a traceable search)."
+    def __init__(self, bank:Tensor): # (M, D) memory bank
+        super().__init__(); self.register_buffer("bank", bank.detach().float())
+    def forward(self, e:Tensor) -> tuple[Tensor, Tensor]: # (N, D) queries -> (N,) distances, (N,) bank indices
+        d2, nearest = squared_distances(e, self.bank).min(1)
+        return d2.sqrt(), nearest
+
+class IndexSearch(nn.Module):
+    "A `NearestNeighbourIndex` (torch, faiss or IVF) behind the same interface as `ExactSearch`."
+    def __init__(self, index:NearestNeighbourIndex): super().__init__(); self.index = index
+    def forward(self, e:Tensor) -> tuple[Tensor, Tensor]:
+        d, i = self.index.query(e, k=1)
+        return d[:, 0], i[:, 0]
+
+class AnomalyScorer(nn.Module):
+    "Patch features → image scores, anomaly maps, patch scores: embed, nearest bank entry, re-weighting, upsampling, blur."
+    def __init__(self,
+                 embed:nn.Module, # p -> what the bank holds (the identity for PatchCore, f for ReConPatch)
+                 search:nn.Module, # (N, D) -> (N,) distances, (N,) bank indices: `IndexSearch` or `ExactSearch`
+                 bank:Tensor, # (M, D) the memory bank (for the re-weighting)
+                 image_size:int, # side of the anomaly maps (the input size)
+                 blur_sigma:float, # Gaussian blur of the maps, in pixels (0: none)
+                 neighbours:Tensor|None=None, # (M, b) N_b(m) of every bank entry, for PatchCore's re-weighting; None: no re-weighting
+                ):
+        super().__init__()
+        self.embed, self.search, self.image_size, self.blur_sigma = embed, search, int(image_size), float(blur_sigma)
+        self.reweight = neighbours is not None
+        if self.reweight:
+            self.register_buffer("bank", bank.detach().float()); self.register_buffer("neighbours", neighbours.long())
+        if self.blur_sigma > 0:
+            kernel = gaussian_kernel1d(self.blur_sigma); r = (len(kernel) - 1) // 2
+            self.register_buffer("kernel", kernel); self.register_buffer("reflect", reflect_index(self.image_size, r))
+
+    def with_search(self, search:nn.Module) -> AnomalyScorer:
+        "The same scorer with another search (e.g. `ExactSearch` for export)."
+        other = copy.copy(self); other._modules = dict(self._modules); other.search = search
+        return other
+
+    def forward(self, p:Tensor, # (B, h, w, C') frozen patch features
+                maps:bool=True, # also the anomaly maps (False: None in their place, e.g. for the normal scores of `fit`)
+               ) -> tuple[Tensor, Tensor, Tensor]: # (B,) image scores s*, (B, H, W) anomaly maps, (B, h, w) patch scores s_t
+        B, h, w, _ = p.shape
+        e = self.embed(p.reshape(B * h * w, -1).float()).float()      # f(p) for ReConPatch, p for PatchCore
+        d, nearest = self.search(e)                                    # Eq. 9: distance to the nearest bank entry
+        s = d.reshape(B, h * w)                                        # patch scores s_t
+        s_star, t_star = s.max(1)                                      # Eq. 10: s* and the patch m^{test,*}
+        if self.reweight:                                              # PatchCore's re-weighting (its Eq. 7)
+            m_test = e.reshape(B, h * w, -1).gather(1, t_star[:, None, None].expand(-1, 1, e.shape[-1]))[:, 0]
+            j_star = nearest.reshape(B, h * w).gather(1, t_star[:, None])[:, 0]        # m^*
+            support = self.bank[self.neighbours[j_star]]                               # N_b(m^*) (B, b, D)
+            dist = (support - m_test[:, None]).norm(dim=-1)
+            s_star = (1 - torch.softmax(dist, dim=1)[:, 0]) * s_star
+        if not maps: return s_star, None, s.reshape(B, h, w)
+        up = F.interpolate(s.reshape(B, 1, h, w), size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)
+        if self.blur_sigma > 0: up = gaussian_blur(up, self.kernel, self.reflect, self.reflect)
+        return s_star, up[:, 0], s.reshape(B, h, w)

@@ -249,7 +249,7 @@ CASES = {
         setup=lambda ws, s: (Image.new("RGB", (1, 1)).save(ws / "data" / CAT / "test" / "good" / "dot.png"), ev(ws))[1],
         rc=2, err="dot.png is 1x1 pixels"),
     "--epochs -1 with patchcore": dict(setup=lambda ws, s: ev(ws, "--epochs", "-1"), rc=2, err="--epochs"),
-    "--epochs 3 with patchcore": dict(setup=lambda ws, s: ev(ws, "--epochs", "3"), rc=2, err="applies to --method reconpatch only"),
+    "--epochs 3 with patchcore": dict(setup=lambda ws, s: ev(ws, "--epochs", "3"), rc=2, err="--epochs applies to reconpatch only"),
     # crashes without a cause
     "--gamma 2": dict(setup=lambda ws, s: ev(ws, "--method", "reconpatch", "--gamma", "2"), rc=2, err="--gamma"),
     "reconpatch on 4 images with --patches-per-step": dict(
