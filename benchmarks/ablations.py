@@ -38,7 +38,7 @@ from reconpatch_nb.detector import PatchCore  # noqa: E402
 from reconpatch_nb.reconpatch import ReConPatch  # noqa: E402
 
 RESULTS = HERE / "results_ablations.jsonl"
-RECONPATCH_BANK = ReConPatch().config["coreset_ratio"]   # 1 %: PatchCore runs with it wherever it is ReConPatch's reference
+RECONPATCH_BANK = ReConPatch().config.coreset_ratio   # 1 %: PatchCore runs with it wherever it is ReConPatch's reference
 # study -> the settings tried; the default of each is among them (so every curve holds the default recipe)
 STUDIES = {
     "bank": [0.001, 0.0025, 0.01, 0.025, 0.1, 0.25],   # coreset ratio, both methods (fit_seconds: bank + scoring only)

@@ -296,7 +296,7 @@ def bench_predict(category, reps, threads) -> list[str]:
             models[name, kind] = other
     ref = models["PatchCore", "exact"]
     paths = [str(it.image_path) for it in test.items]
-    bs = ref.config["batch_size"]
+    bs = ref.config.batch_size
 
     def floor():  # decode + transform + backbone forward, the same batches as predict
         with torch.no_grad():
@@ -319,14 +319,14 @@ def bench_predict(category, reps, threads) -> list[str]:
         idx = NearestNeighbourIndex(m.bank.cpu(), kind="faiss")
         e = m.embed(p)
         sc = patch_scores(idx, e)
-        return compute_metrics(test.labels, image_scores(sc).numpy(), masks, anomaly_maps(sc, (m.config["crop"],) * 2, m.config["blur_sigma"]))
+        return compute_metrics(test.labels, image_scores(sc).numpy(), masks, anomaly_maps(sc, (m.config.image_size,) * 2, m.config.blur_sigma))
     rows = []
     before_of = {method: reference(models[method, "exact"]) for method, kind in models if kind == "exact"}  # once per method
     for key, m in models.items():
         name = f"{key[0]}, {m.index!r}"
         met = m.evaluate(test, preds[key])
         before = before_of[key[0]]
-        q = m.features(test).reshape(-1, m.config["target_dim"])
+        q = m.features(test).reshape(-1, m.config.target_dim)
         e = m.embed(q)
         recall = (m.index.query(e)[1] == models[key[0], "exact"].index.query(e)[1]).float().mean().item()
         t = med(times[name])

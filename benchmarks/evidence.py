@@ -94,10 +94,10 @@ def evaluate(model: PatchCore, ev: dict) -> tuple[dict, list, float]:
 
 def epoch_metrics(model: ReConPatch, epoch: int, p: torch.Tensor, ev: dict, seed: int) -> dict:
     "Metrics of the representation f kept at `epoch`: PatchCore (1 % bank) on f(p), which is what ReConPatch scores."
-    head = ReConPatchHead(p.shape[-1], model.config["repr_dim"], model.config["proj_dim"])
+    head = ReConPatchHead(p.shape[-1], model.config.train.repr_dim, model.config.train.proj_dim)
     head.load_state_dict(model.checkpoints[epoch])
     with torch.no_grad(): f_tr, f_ev = head.f(p), head.f(ev["p"].float())
-    pc = PatchCore(coreset_ratio=model.config["coreset_ratio"], seed=seed, progress=False).fit_features(f_tr, f_tr[:1])
+    pc = PatchCore(coreset_ratio=model.config.coreset_ratio, seed=seed, progress=False).fit_features(f_tr, f_tr[:1])
     return evaluate(pc, {**ev, "p": f_ev})[0]
 
 
@@ -119,7 +119,7 @@ def run(args):
                     if method in RATIOS:
                         model = PatchCore(coreset_ratio=RATIOS[method], seed=seed, progress=False)
                     else:
-                        epochs = recipe.get("epochs", ReConPatch().config["epochs"])
+                        epochs = recipe.get("epochs", ReConPatch().config.train.epochs)
                         model = ReConPatch(seed=seed, progress=False, checkpoint_epochs=tuple(range(epochs + 1)) if args.dynamics else (), **recipe)
                     model.fit_features(p, p[:1])  # normal-image scores (for a threshold) of one image only: not needed here
                     fit_s = time.perf_counter() - t0

@@ -72,6 +72,10 @@ def export_onnx(model, # a fitted `PatchCore` or `ReConPatch`
     buf = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)  # Python ints taken from shapes: the sizes are fixed
+        # the TorchScript exporter is the one whose graph we test against the eager model; torch 2.9+ warns it is legacy
+        warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", message="The feature will be removed", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", message="Constant folding - Only steps=1", category=UserWarning)  # strided slices stay slices
         torch.onnx.export(graph, (x,), buf, input_names=["images"], output_names=["scores", "maps"],
                           dynamic_axes={"images": {0: "batch"}, "scores": {0: "batch"}, "maps": {0: "batch"}},
                           opset_version=opset, dynamo=False)
