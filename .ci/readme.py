@@ -26,7 +26,8 @@ def render(nb):
             continue
         code = "\n".join(l for l in src.split("\n") if not l.startswith("#|")).strip()
         if re.search(r"^#\|\s*echo:\s*false", src, re.M):  # only the output, as on the site: computed markdown
-            parts += ["".join(o["data"]["text/markdown"]).strip() for o in cell.get("outputs", []) if "text/markdown" in o.get("data", {})]
+            parts += [re.sub(r"\]\((?!https?:|/|#)", "](nbs/", "".join(o["data"]["text/markdown"]).strip())
+                      for o in cell.get("outputs", []) if "text/markdown" in o.get("data", {})]
             continue
         if code: parts.append(f"```python\n{code}\n```")
         for out in cell.get("outputs", []):

@@ -11,7 +11,9 @@ Usage:
     python benchmarks/evidence.py run --split test ...           # the reported table: test split, once
 
 Protocol: choices (recipe, remedies) are made on the `val` split only; each reported table is computed once
-on the `test` split. Features are extracted once per split with the detector's own extractor (lite0, 224 px)
+on the `test` split. The rule and the recipe it chose are committed in benchmarks/protocol.json before a test
+run: `run --split test` refuses to start without it, or with a ReConPatch recipe other than the one it names.
+Every line appended carries the UTC time it was written (`time`). Features are extracted once per split with the detector's own extractor (lite0, 224 px)
 and reused through `fit_features` / `predict_features`, which is what `fit` / `predict` run after extraction.
 """
 from __future__ import annotations
@@ -38,6 +40,7 @@ from reconpatch_nb.reconpatch import ReConPatch  # noqa: E402
 from reconpatch_nb.synthetic import EMBEDDED_CATEGORIES, embedded_benchmark_root  # noqa: E402
 
 RESULTS = HERE / "results_evidence.jsonl"
+PROTOCOL = HERE / "protocol.json"
 CATEGORIES = {"elpv": ELPV_TYPES, "embedded": EMBEDDED_CATEGORIES}
 RATIOS = {"patchcore10": 0.1, "patchcore1": 0.01}
 
@@ -74,8 +77,20 @@ def done_keys(path: Path = RESULTS) -> set:
     return {json.dumps(json.loads(line)["key"]) for line in path.read_text().splitlines() if line.strip()}
 
 
+def check_protocol(split: str, methods: list, name: str, recipe: dict, path: Path = PROTOCOL) -> None:
+    "Refuse a test run unless the committed protocol file exists and names this ReConPatch recipe (one-line SystemExit)."
+    if split != "test": return
+    if not path.is_file():
+        raise SystemExit(f"evidence: no protocol file {path}: write the selection rule and the chosen recipe there (from validation runs) before any test run")
+    chosen = json.loads(path.read_text())["chosen"]
+    if "reconpatch" in methods and (name, recipe) != (chosen["name"], chosen["recipe"]):
+        raise SystemExit(f"evidence: {path.name} chose recipe {chosen['name']!r} {json.dumps(chosen['recipe'])}; "
+                         f"refusing a test run of {name!r} {json.dumps(recipe)}")
+
+
 def append(rec: dict, path: Path = RESULTS):
-    "One line per run, written with a single O_APPEND write (runs may go on in parallel processes)."
+    "One line per run, stamped with the UTC time, written with a single O_APPEND write (runs may go on in parallel processes)."
+    rec = {**rec, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try: os.write(fd, (json.dumps(rec) + "\n").encode())
     finally: os.close(fd)
@@ -104,6 +119,7 @@ def epoch_metrics(model: ReConPatch, epoch: int, p: torch.Tensor, ev: dict, seed
 def run(args):
     cache = Path(args.cache)
     recipe = json.loads(args.recipe)
+    check_protocol(args.split, args.methods, args.name, recipe)
     done = done_keys()
     for name in args.datasets:
         for category in (args.categories or CATEGORIES[name]):

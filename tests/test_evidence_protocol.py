@@ -1,0 +1,39 @@
+"""The evidence script's protocol guard: no test run without the committed protocol, nor of another recipe;
+every appended line is time-stamped."""
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+spec = importlib.util.spec_from_file_location("evidence", ROOT / "benchmarks" / "evidence.py")
+evidence = importlib.util.module_from_spec(spec); spec.loader.exec_module(evidence)
+
+
+def test_committed_protocol_names_a_validated_recipe():
+    chosen = json.loads(evidence.PROTOCOL.read_text())["chosen"]
+    runs = [json.loads(l) for l in evidence.RESULTS.read_text().splitlines()]
+    val = {r["method"]: r["recipe"] for r in runs if r["split"] == "val" and r["method"].startswith("reconpatch:")}
+    assert val[f"reconpatch:{chosen['name']}"] == chosen["recipe"]
+
+
+def test_guard(tmp_path):
+    proto = tmp_path / "protocol.json"
+    with pytest.raises(SystemExit, match="no protocol file"):
+        evidence.check_protocol("test", ["patchcore1"], "x", {}, proto)
+    evidence.check_protocol("val", ["reconpatch"], "anything", {"lr": 1}, proto)   # validation runs need no protocol
+    proto.write_text(json.dumps({"chosen": {"name": "a", "recipe": {"lr": 0.001}}}))
+    evidence.check_protocol("test", ["reconpatch"], "a", {"lr": 0.001}, proto)
+    evidence.check_protocol("test", ["patchcore10"], "default", {}, proto)
+    with pytest.raises(SystemExit, match="refusing a test run of 'b'"):
+        evidence.check_protocol("test", ["reconpatch"], "b", {"lr": 0.001}, proto)
+    with pytest.raises(SystemExit, match="refusing"):
+        evidence.check_protocol("test", ["reconpatch"], "a", {"lr": 0.01}, proto)
+
+
+def test_append_stamps_time(tmp_path):
+    out = tmp_path / "r.jsonl"
+    evidence.append({"key": [1]}, out); evidence.append({"key": [2]}, out)
+    rows = [json.loads(l) for l in out.read_text().splitlines()]
+    assert [r["key"] for r in rows] == [[1], [2]] and all(len(r["time"]) == 20 and r["time"].endswith("Z") for r in rows)
