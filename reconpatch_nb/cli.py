@@ -9,8 +9,8 @@ import argparse
 import sys
 import warnings
 
-from .config import (CONFIGS, MAX_IMAGE_PIXELS, MEMBER_SPEC, Check, Int, Levels, PatchCoreConfig, ReConPatchConfig,
-                                  TrainConfig, cli_options, parse_member)
+from .config import (CONFIGS, DEVICES, HOLDOUT, MAX_IMAGE_PIXELS, MEMBER_SPEC, Check, Int, Levels, Num, PatchCoreConfig,
+                                  ReConPatchConfig, TrainConfig, cli_options, parse_member)
 
 # %% auto #0
 __all__ = ['OPTIONS', 'TRAIN_FIELDS', 'CLI_ERRORS', 'add_config_options', 'config_fields', 'build_parser', 'main']
@@ -78,8 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
     "The `reconpatch` argument parser: the detector options come from the config dataclasses."
     ap = _Parser(prog="reconpatch", description="ReConPatch / PatchCore anomaly detection")
     sub = ap.add_subparsers(dest="command", required=True)
+    def device(p):
+        p.add_argument("--device", default="auto", choices=DEVICES,
+                       help="where to compute: CUDA when available else CPU (auto), or cpu, cuda, mps (default: %(default)s)")
     def common(p):
         add_config_options(p)
+        device(p)
         p.add_argument("--quiet", action="store_true", help="no progress bars")
         p.add_argument("--overwrite", action="store_true",
                        help="write into a non-empty --out folder that reconpatch did not write (its files are never replaced)")
@@ -91,6 +95,17 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--methods", nargs="+", default=methods, choices=methods)
     d.add_argument("--categories", nargs="+", default=None, help="subset of the embedded categories")
     d.add_argument("--out", default="reconpatch_out", help="output folder (default: %(default)s)")
+    f = sub.add_parser("fit", help="fit on a folder of good images; the threshold from a held-out share of them")
+    common(f)
+    f.add_argument("folder", help="a folder of good images, searched recursively (an MVTec category folder: its train/good)")
+    f.add_argument("--method", default=methods[0], choices=methods, help="the detector (default: %(default)s)")
+    f.add_argument("--holdout", type=_typed(Num(0, 1, low_open=True)), default=HOLDOUT,
+                   help="share of the good images held out from the memory bank; the threshold is the largest "
+                        "held-out score (default: %(default)s)")
+    f.add_argument("--save-model", default=None, help="also save the model to this file (it is always in --out as model.pt)")
+    f.add_argument("--max-image-pixels", **pixels)
+    f.add_argument("--out", default="reconpatch_fit", help="output folder: model.pt and fit.json (default: %(default)s)")
+    f.set_defaults(ensemble=None)
     e = sub.add_parser("evaluate", help="fit and evaluate on one category of a dataset folder")
     common(e)
     e.add_argument("--dataset", default="folder", choices=["folder", "elpv"],
@@ -108,18 +123,20 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--max-image-pixels", **pixels)
     e.add_argument("--out", required=True, help="output folder for metrics.json and overlays")
     p = sub.add_parser("predict", help="score images with a saved model")
-    p.add_argument("--model", required=True, help="a file written by `evaluate --save-model` or `.save()`")
+    p.add_argument("--model", required=True, help="a file written by `fit`, `evaluate --save-model` or `.save()`")
     p.add_argument("images", nargs="+", help="image files")
     p.add_argument("--out", default="reconpatch_predictions", help="output folder (default: %(default)s)")
     p.add_argument("--overwrite", action="store_true",
                    help="write into a non-empty --out folder that reconpatch did not write (its files are never replaced)")
     p.add_argument("--max-image-pixels", **pixels)
+    device(p)
     x = sub.add_parser("export", help="export a saved model as one ONNX graph (images -> scores, maps)")
     x.add_argument("--model", required=True, help="a single detector's file written by `evaluate --save-model` or `.save()`")
     x.add_argument("--format", default="onnx", choices=["onnx"], help="export format (default: %(default)s)")
     x.add_argument("--out", required=True, help="the .onnx file to write")
     x.add_argument("--opset", type=_typed(Int(13)), default=17, help="ONNX opset (default: %(default)s)")
     x.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    device(x)
     return ap
 
 CLI_ERRORS = (ValueError, RuntimeError, OSError) # reported as one line (FileNotFoundError and PermissionError are OSErrors)

@@ -12,13 +12,14 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from .cli import config_fields
 from .config import DEFAULT_BACKBONE, FIGURE_DPI, IMAGE_SIZE, MAX_IMAGE_PIXELS, CONFIGS, parse_member
 from .core import atomic_copy, write_json
-from .data import BTAD, AnomalyDataset, MVTecAD, list_categories, load_image
+from .data import BTAD, IMAGE_EXTENSIONS, AnomalyDataset, Item, MVTecAD, list_categories, load_image
 from .detector import Detector, Prediction
-from .ensemble import load_model, make_ensemble
+from .ensemble import load_model, make_ensemble, split_normals
 from .outputs import MANIFEST, OutputFolder, path_in, check_model_path
 from .metrics import paired_bootstrap
 from .registry import make_detector
@@ -27,7 +28,8 @@ from .viz import save_segmentation_pngs
 
 # %% auto #0
 __all__ = ['METRIC_COLUMNS', 'DEMO_BOOTSTRAP', 'PREDICT_CHUNK', 'COMMANDS', 'open_dataset', 'run_category', 'format_table',
-           'png_bytes', 'build_model', 'cmd_demo', 'cmd_evaluate', 'heatmap_name', 'cmd_predict', 'cmd_export']
+           'png_bytes', 'device_of', 'good_images', 'cmd_fit', 'build_model', 'cmd_demo', 'cmd_evaluate',
+           'heatmap_name', 'cmd_predict', 'cmd_export']
 
 # %% ../nbs/13b_commands.ipynb #cmd06
 def open_dataset(root:str|Path, # dataset root holding category folders
@@ -85,6 +87,59 @@ def png_bytes(array:np.ndarray, # (H, W) values to colour-map
     buf = io.BytesIO(); plt.imsave(buf, np.asarray(array), cmap=cmap, format="png")
     return buf.getvalue()
 
+# %% ../nbs/13b_commands.ipynb #fit11
+def device_of(args) -> str|None:
+    "The `--device` choice as a torch device name (None: the best available); one line if the machine lacks it."
+    d = getattr(args, "device", "auto")
+    if d == "auto": return None
+    if d == "cuda" and not torch.cuda.is_available(): raise ValueError("--device cuda: CUDA is not available on this machine (use --device auto or cpu)")
+    if d == "mps" and not torch.backends.mps.is_available(): raise ValueError("--device mps: Apple's MPS is not available on this machine (use --device auto or cpu)")
+    return d
+
+def good_images(folder:str|Path, # a folder of good images (any layout), or an MVTec category folder
+               ) -> tuple[Path, list[Path]]: # (the folder searched, its images sorted by path)
+    "Every image below `folder` (hidden files and folders skipped); an MVTec category folder gives its `train/good`."
+    folder = Path(folder)
+    if not folder.is_dir(): raise FileNotFoundError(f"folder of good images not found: {folder}")
+    base = folder / "train" / "good" if (folder / "train" / "good").is_dir() else folder
+    files = sorted(p for p in base.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+                   and not any(part.startswith(".") for part in p.relative_to(base).parts))
+    if len(files) < 2: raise ValueError(f"{base} holds {len(files)} image(s): fit needs at least 2 good images (a share is held out for the threshold)")
+    return base, files
+
+def cmd_fit(args) -> dict:
+    "Fit on a folder of good images, holding a share out; threshold = the largest held-out score; write model.pt and fit.json."
+    out = OutputFolder(args.out, args.overwrite, "fit")
+    model_path = check_model_path(args.save_model) if args.save_model else None
+    if not 0 < args.holdout < 1: raise ValueError(f"--holdout must be between 0 and 1, got {args.holdout}")
+    model = build_model(args)  # every option checked before an image is opened
+    base, files = good_images(args.folder)
+    data = AnomalyDataset([Item(f, 0) for f in files], max_image_pixels=args.max_image_pixels).check_files()
+    train, held = split_normals(data, args.holdout, model.config.seed)
+    model.fit(train, held)
+    n = len(held)
+    info = {"folder": str(base), "images": len(files), "fit_images": len(train), "held_out_images": n,
+            "held_out": [str(it.image_path) for it in held.items], "threshold": model.threshold,
+            "threshold_rule": (f"the largest image score of the {n} held-out good images: none of them is flagged; a new good image "
+                               f"from the same source scores above it with probability 1/(n+1) = {1 / (n + 1):.3f}"),
+            "model": "model.pt", **model.report()}
+    model_rel = path_in(model_path, out.path) if model_path is not None else None
+    with tempfile.TemporaryDirectory(prefix="reconpatch_") as tmp:
+        staging = Path(tmp)
+        staged_model = model.save(staging / "model.pt")
+        files_out = {"fit.json": write_json(info, staging / "fit.json"), "model.pt": staged_model}
+        if model_rel is not None and model_rel != "model.pt":
+            if model_rel in ("fit.json", MANIFEST): raise ValueError(f"--save-model {model_path} would overwrite this run's {model_rel}")
+            files_out[model_rel] = staged_model
+        out.commit(files_out, models={"model.pt"} | ({model_rel} if model_rel else set()))
+        if model_path is not None and model_rel is None:
+            check_model_path(model_path)
+            model_path.parent.mkdir(parents=True, exist_ok=True); atomic_copy(staged_model, model_path)
+    print(f"fitted {model.method} on {len(train)} of {len(files)} good images in {base}; {n} held out")
+    print(f"threshold {model.threshold:.4f}: {info['threshold_rule']}")
+    print(f"wrote {out.path / 'model.pt'} and {out.path / 'fit.json'}" + (f"; model also at {model_path}" if model_path and model_rel != "model.pt" else ""))
+    return info
+
 # %% ../nbs/13b_commands.ipynb #cmd07
 def _staged_overlays(model, test, staging:Path, rel:str, pred, n:int|None=None) -> dict:
     "Write the segmentation PNGs into `staging / rel`; return {relative path: staged file}."
@@ -95,7 +150,7 @@ def _staged_overlays(model, test, staging:Path, rel:str, pred, n:int|None=None) 
 def build_model(args, # parsed `evaluate` arguments
                ) -> Detector:
     "The detector or ensemble the command line describes; every option checked before any image is opened."
-    quiet = dict(progress=not args.quiet)
+    quiet = dict(progress=not args.quiet, device=device_of(args))
     if args.ensemble:
         methods = [parse_member(s)[0] for s in args.ensemble]
         fields = config_fields(methods, args)
@@ -126,7 +181,7 @@ def cmd_demo(args) -> dict:
             train, test = open_dataset(root, cat, "train"), open_dataset(root, cat, "test")
             results[cat], scores = {}, {}
             for method in args.methods:
-                model = make_detector(method, **fields[method], progress=not args.quiet)
+                model = make_detector(method, **fields[method], progress=not args.quiet, device=device_of(args))
                 results[cat][method], pred = run_category(model, train, test)
                 scores[method] = pred.scores.numpy()
                 files.update(_staged_overlays(model, test, staging, f"{cat}/{method}", pred, n=4))
@@ -160,6 +215,9 @@ def cmd_evaluate(args) -> dict:
         if args.data_root is None: raise ValueError("--data-root is required with --dataset folder (or use --dataset elpv)")
         train, test = (open_dataset(args.data_root, args.category, s, args.layout, args.strict, args.max_image_pixels).check_files()
                        for s in ("train", "test"))
+    if not test.labels.any():
+        raise ValueError(f"the test split of {args.category} has no defective images, so there is nothing to evaluate; "
+                         "to fit on good images only and set a threshold, use `reconpatch fit`")
     model_rel = path_in(model_path, out.path) if model_path is not None else None
     if model_rel is not None and (model_rel in (".", "metrics.json", MANIFEST) or model_rel.startswith("overlays/")):
         raise ValueError(f"--save-model {model_path} would overwrite this run's own {model_rel} in --out: choose another name")
@@ -191,7 +249,7 @@ def heatmap_name(i:int, # position of the image on the command line
 def cmd_predict(args) -> dict:
     "Score images with a saved model; write scores.json (with the unreadable images) and one heat map per image."
     out = OutputFolder(args.out, args.overwrite, "predict")
-    model = load_model(args.model)
+    model = load_model(args.model, device=device_of(args))
     images = list(dict.fromkeys(args.images))  # each input once, in command-line order
     scores, unreadable = {}, {}
     with tempfile.TemporaryDirectory(prefix="reconpatch_") as tmp:
@@ -221,7 +279,7 @@ def cmd_export(args) -> dict:
     out = Path(args.out)
     if out.is_dir(): raise ValueError(f"--out {out} is a folder: give the .onnx file to write")
     if out.exists() and not args.overwrite: raise ValueError(f"--out {out} exists: pass --overwrite to replace it")
-    model = load_model(args.model)
+    model = load_model(args.model, device=device_of(args))
     from reconpatch_nb.export import export_onnx  # onnx is needed only here
     try: path = export_onnx(model, out, opset=args.opset)
     except ValueError as e: raise ValueError(f"--model {args.model}: {e}") from e
@@ -231,4 +289,4 @@ def cmd_export(args) -> dict:
     print(json.dumps(info, indent=1))
     return info
 
-COMMANDS = {"demo": cmd_demo, "evaluate": cmd_evaluate, "predict": cmd_predict, "export": cmd_export} # sub-command -> function
+COMMANDS = {"demo": cmd_demo, "fit": cmd_fit, "evaluate": cmd_evaluate, "predict": cmd_predict, "export": cmd_export} # sub-command -> function

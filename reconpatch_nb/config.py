@@ -11,9 +11,9 @@ from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 
 # %% auto #0
 __all__ = ['SEED', 'RATIO', 'IMAGE_SIZE', 'RESIZE_RATIO', 'MIN_IMAGE_SIZE', 'MAX_IMAGE_PIXELS', 'FIGURE_DPI', 'DEFAULT_BACKBONE',
-           'CENTERS', 'VARIANTS', 'BATCH_MODES', 'INDEX_KINDS', 'CONFIGS', 'MEMBER_SPEC', 'Check', 'Int', 'Num',
-           'Choice', 'Bool', 'Text', 'Either', 'Optional', 'Levels', 'resize_for', 'option', 'default_of', 'ConfigBase',
-           'PatchCoreConfig', 'TrainConfig', 'ReConPatchConfig', 'parse_member', 'cli_options']
+           'CENTERS', 'VARIANTS', 'BATCH_MODES', 'INDEX_KINDS', 'DEVICES', 'HOLDOUT', 'CONFIGS', 'MEMBER_SPEC', 'Check',
+           'Int', 'Num', 'Choice', 'Bool', 'Text', 'Either', 'Optional', 'Levels', 'resize_for', 'option', 'default_of',
+           'ConfigBase', 'PatchCoreConfig', 'TrainConfig', 'ReConPatchConfig', 'parse_member', 'cli_options']
 
 # %% ../nbs/00a_config.ipynb #30bbbed6
 class Check:
@@ -196,6 +196,8 @@ CENTERS = ("none", "batch", "running") # how z̄ is centred before Eq. 1-5 (see 
 VARIANTS = ("paper", "stml") # contextual similarity as the paper writes it, or as STML's code computes it
 BATCH_MODES = ("random", "images") # how training patches are drawn (see `train.patch_batches`)
 INDEX_KINDS = ("exact", "torch", "faiss", "ivf") # nearest-neighbour search (see `scoring.NearestNeighbourIndex`)
+DEVICES = ("auto", "cpu", "cuda", "mps") # the command line's --device (auto: CUDA when available, else the CPU)
+HOLDOUT = 0.2 # share of the good images `reconpatch fit` holds out for the threshold
 
 @dataclass
 class PatchCoreConfig(ConfigBase):
