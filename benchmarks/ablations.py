@@ -33,7 +33,6 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
 from evidence import CATEGORIES, append, done_keys, evaluate, features  # noqa: E402
-from reconpatch_nb.coreset import ApproximateGreedyCoreset  # noqa: E402
 from reconpatch_nb.detector import PatchCore  # noqa: E402
 from reconpatch_nb.reconpatch import ReConPatch  # noqa: E402
 
@@ -79,9 +78,7 @@ def run_study(study: str, name: str, category: str, seeds, cache: Path, done: se
                 if method == "patchcore":
                     model = PatchCore(coreset_ratio=r, seed=seed, progress=False).fit_features(p, p[:1])
                 else:
-                    model = rp  # the same f, a bank of another size (config and normal-image scores still describe the first bank)
-                    model.sampler = ApproximateGreedyCoreset(r, seed=seed, progress=False)
-                    model.build_bank(p)
+                    model = rp.rebank(p, r, p[:1])  # the same f, a bank of another size
                 m = evaluate(model, ev)[0]
                 key = [name, category, study, method, r, seed]
                 record(key, m, time.perf_counter() - t0, model, {"train_seconds": round(train_s, 2)} if method == "reconpatch" else None)

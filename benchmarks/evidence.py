@@ -34,7 +34,6 @@ from reconpatch_nb.core import atomic_save, safe_load  # noqa: E402
 from reconpatch_nb.data import MVTecAD  # noqa: E402
 from reconpatch_nb.detector import PatchCore  # noqa: E402
 from reconpatch_nb.elpv import ELPV, ELPV_TYPES  # noqa: E402
-from reconpatch_nb.ema import ReConPatchHead  # noqa: E402
 from reconpatch_nb.metrics import compute_metrics  # noqa: E402
 from reconpatch_nb.reconpatch import ReConPatch  # noqa: E402
 from reconpatch_nb.synthetic import EMBEDDED_CATEGORIES, embedded_benchmark_root  # noqa: E402
@@ -109,9 +108,7 @@ def evaluate(model: PatchCore, ev: dict) -> tuple[dict, list, float]:
 
 def epoch_metrics(model: ReConPatch, epoch: int, p: torch.Tensor, ev: dict, seed: int) -> dict:
     "Metrics of the representation f kept at `epoch`: PatchCore (1 % bank) on f(p), which is what ReConPatch scores."
-    head = ReConPatchHead(p.shape[-1], model.config.train.repr_dim, model.config.train.proj_dim)
-    head.load_state_dict(model.checkpoints[epoch])
-    with torch.no_grad(): f_tr, f_ev = head.f(p), head.f(ev["p"].float())
+    f_tr, f_ev = model.embed_at(p, epoch).cpu(), model.embed_at(ev["p"].float(), epoch).cpu()
     pc = PatchCore(coreset_ratio=model.config.coreset_ratio, seed=seed, progress=False).fit_features(f_tr, f_tr[:1])
     return evaluate(pc, {**ev, "p": f_ev})[0]
 

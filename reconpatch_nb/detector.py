@@ -207,6 +207,21 @@ class PatchCore(Detector):
         self.fit_sizes = {"n_train": len(p), **({} if p_val is None else {"n_val": len(p_val)})}
         return self
 
+    def rebank(self,
+               p:Tensor, # (n, h, w, C') the frozen training features the model was fitted on
+               coreset_ratio:float, # the new fraction of training patches kept in the bank
+               p_val:Tensor|None=None, # held-out normal features for the threshold, as in `fit_features`
+              ) -> PatchCore:
+        "Keep the learned representation; rebuild the bank at another coreset ratio (config, bank and normal scores follow)."
+        self._check_fitted()
+        self.config = self.config.replace(coreset_ratio=coreset_ratio)
+        self.sampler = ApproximateGreedyCoreset(coreset_ratio, seed=self.config.seed, device=self.device,
+                                                progress=None if self.progress else False)
+        self.build_bank(p)
+        normal = p if p_val is None else p_val
+        self.train_scores = torch.cat([self._image_scores(b)[1] for b in normal.split(self.config.batch_size)]).cpu()
+        return self
+
     def build_bank(self, p:Tensor): # (n, h, w, C') frozen training features
         "Memory bank: the sampler's coreset of the embedded training patches, and where each entry came from."
         with torch.no_grad(): e = self.embed(p.reshape(-1, p.shape[-1]).to(self.device)).float()

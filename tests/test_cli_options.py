@@ -2,7 +2,6 @@
 images of 64 px), each asserting on what it should change."""
 import json
 import shutil
-from pathlib import Path
 
 import pytest
 import torch
