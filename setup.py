@@ -13,6 +13,7 @@ statuses = ["1 - Planning", "2 - Pre-Alpha", "3 - Alpha", "4 - Beta", "5 - Produ
 requirements = cfg.get("requirements", "").split()
 dev_requirements = cfg.get("dev_requirements", "").split()
 benchmark_requirements = cfg.get("benchmark_requirements", "").split()
+ray_requirements = cfg.get("ray_requirements", "").split()
 console_scripts = cfg.get("console_scripts", "").split()
 
 setuptools.setup(
@@ -36,7 +37,7 @@ setuptools.setup(
     packages=setuptools.find_packages(include=[cfg["lib_path"], cfg["lib_path"] + ".*"]),
     include_package_data=True,
     install_requires=requirements,
-    extras_require={"dev": dev_requirements, "benchmarks": benchmark_requirements},
+    extras_require={"dev": dev_requirements, "benchmarks": benchmark_requirements, "ray": ray_requirements},
     python_requires=">=" + cfg["min_python"],
     zip_safe=False,
     entry_points={

@@ -10,7 +10,7 @@ import sys
 import warnings
 
 from .config import (CONFIGS, DEVICES, HOLDOUT, MAX_IMAGE_PIXELS, MEMBER_SPEC, Check, Int, Levels, Num, PatchCoreConfig,
-                                  ReConPatchConfig, TrainConfig, cli_options, parse_member)
+                                  ReConPatchConfig, SEED, TrainConfig, cli_options, parse_member)
 
 # %% auto #0
 __all__ = ['OPTIONS', 'TRAIN_FIELDS', 'CLI_ERRORS', 'add_config_options', 'config_fields', 'build_parser', 'main']
@@ -106,6 +106,18 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--max-image-pixels", **pixels)
     f.add_argument("--out", default="reconpatch_fit", help="output folder: model.pt and fit.json (default: %(default)s)")
     f.set_defaults(ensemble=None)
+    b = sub.add_parser("benchmark", help="categories x methods x seeds into a resumable results file, then the table (one process or Ray)")
+    common(b)
+    b.add_argument("--dataset", default="mvtec", choices=["mvtec", "btad", "embedded"],
+                   help="which data (the published numbers shown beside ours depend on it; default: %(default)s)")
+    b.add_argument("--data-root", default=None, help="the MVTec AD or BTAD root (not with --dataset embedded)")
+    b.add_argument("--categories", nargs="+", default=None, help="category folders (default: all under the root)")
+    b.add_argument("--methods", nargs="+", default=methods, choices=methods, help="default: %(default)s")
+    b.add_argument("--seeds", nargs="+", type=_typed(SEED), default=[0, 1, 2], help="one task per seed (default: %(default)s)")
+    b.add_argument("--results", default="reconpatch_benchmark.jsonl",
+                   help="results file, one line per finished task; a rerun skips what is there (default: %(default)s)")
+    b.add_argument("--executor", default="local", choices=["local", "ray"], help="this process, or Ray tasks (default: %(default)s)")
+    b.add_argument("--ray-address", default=None, help="an existing Ray cluster (default: a local Ray instance)")
     e = sub.add_parser("evaluate", help="fit and evaluate on one category of a dataset folder")
     common(e)
     e.add_argument("--dataset", default="folder", choices=["folder", "elpv"],

@@ -29,7 +29,7 @@ from .viz import save_segmentation_pngs
 # %% auto #0
 __all__ = ['METRIC_COLUMNS', 'DEMO_BOOTSTRAP', 'PREDICT_CHUNK', 'COMMANDS', 'open_dataset', 'run_category', 'format_table',
            'png_bytes', 'device_of', 'good_images', 'cmd_fit', 'build_model', 'cmd_demo', 'cmd_evaluate',
-           'heatmap_name', 'cmd_predict', 'cmd_export']
+           'heatmap_name', 'cmd_predict', 'cmd_export', 'cmd_benchmark']
 
 # %% ../nbs/13b_commands.ipynb #cmd06
 def open_dataset(root:str|Path, # dataset root holding category folders
@@ -289,4 +289,9 @@ def cmd_export(args) -> dict:
     print(json.dumps(info, indent=1))
     return info
 
-COMMANDS = {"demo": cmd_demo, "fit": cmd_fit, "evaluate": cmd_evaluate, "predict": cmd_predict, "export": cmd_export} # sub-command -> function
+def cmd_benchmark(args) -> str:
+    "`reconpatch benchmark` (notebook 13c_benchmark, which builds on this module)."
+    from reconpatch_nb.benchmark import cmd_benchmark as run
+    return run(args)
+
+COMMANDS = {"demo": cmd_demo, "fit": cmd_fit, "evaluate": cmd_evaluate, "benchmark": cmd_benchmark, "predict": cmd_predict, "export": cmd_export} # sub-command -> function
