@@ -199,7 +199,7 @@ INDEX_KINDS = ("exact", "torch", "faiss", "ivf") # nearest-neighbour search (see
 DEVICES = ("auto", "cpu", "cuda", "mps") # the command line's --device (auto: CUDA when available, else the CPU)
 HOLDOUT = 0.2 # share of the good images `reconpatch fit` holds out for the threshold
 
-@dataclass
+@dataclass(frozen=True)
 class PatchCoreConfig(ConfigBase):
     "PatchCore's parameters, each with its one default and its check."
     backbone: str = option(DEFAULT_BACKBONE, Text(), "backbone: a key of features.BACKBONES or any timm model name")
@@ -255,7 +255,7 @@ class TrainConfig(ConfigBase):
         return cls(epochs=120, lr=1e-5, weight_decay=1e-2, gamma=0.999, alpha=0.5, sigma=1.0, k=5, margin=1.0, center="none")
 
 # %% ../nbs/00a_config.ipynb #6ab6029e
-@dataclass
+@dataclass(frozen=True)
 class ReConPatchConfig(PatchCoreConfig):
     "PatchCore's parameters with ReConPatch's memory bank (1 %) and the training config nested in `train`."
     coreset_ratio: float = option(0.01, RATIO, "fraction of the training patches kept in the memory bank")
