@@ -5,6 +5,7 @@
 # %% ../nbs/13b_commands.ipynb #cmd03
 from __future__ import annotations
 
+import csv
 import io
 import json
 import sys
@@ -12,11 +13,12 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 import torch
 
 from .cli import config_fields
 from .config import DEFAULT_BACKBONE, FIGURE_DPI, IMAGE_SIZE, MAX_IMAGE_PIXELS, CONFIGS, parse_member
-from .core import atomic_copy, write_json
+from .core import atomic_copy, atomic_write_bytes, write_json
 from .data import BTAD, IMAGE_EXTENSIONS, AnomalyDataset, Item, MVTecAD, list_categories, load_image
 from .detector import Detector, Prediction
 from .ensemble import load_model, make_ensemble, split_normals
@@ -29,7 +31,7 @@ from .viz import save_segmentation_pngs
 # %% auto #0
 __all__ = ['METRIC_COLUMNS', 'DEMO_BOOTSTRAP', 'PREDICT_CHUNK', 'COMMANDS', 'open_dataset', 'run_category', 'format_table',
            'png_bytes', 'device_of', 'good_images', 'cmd_fit', 'build_model', 'cmd_demo', 'cmd_evaluate',
-           'heatmap_name', 'cmd_predict', 'cmd_export', 'cmd_benchmark']
+           'heatmap_name', 'overlay_png_bytes', 'cmd_predict', 'cmd_export', 'cmd_benchmark']
 
 # %% ../nbs/13b_commands.ipynb #cmd06
 def open_dataset(root:str|Path, # dataset root holding category folders
@@ -246,8 +248,20 @@ def heatmap_name(i:int, # position of the image on the command line
     "A heat-map file name unique per input, even when two inputs share a file name (a/001.png, b/001.png)."
     return f"{i:03d}_{Path(path).stem}_heatmap.png"
 
+def overlay_png_bytes(image:np.ndarray, # (H, W, 3) the image as the model saw it, values in [0, 1]
+                      amap:np.ndarray, # (H, W) its anomaly map
+                      threshold:float, # the model's image-score threshold
+                      alpha:float=0.5, # opacity of the map
+                     ) -> bytes:
+    "The map over the image as a PNG: colour = patch score / threshold on magma (black 0, yellow at 1.5 x threshold and above)."
+    import matplotlib
+    heat = matplotlib.colormaps["magma"](np.clip(amap / (1.5 * threshold), 0, 1))[..., :3]
+    buf = io.BytesIO()
+    Image.fromarray(np.round(255 * ((1 - alpha) * image + alpha * heat)).astype(np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
 def cmd_predict(args) -> dict:
-    "Score images with a saved model; write scores.json (with the unreadable images) and one heat map per image."
+    "Score images with a saved model; write scores.json and scores.csv (verdict, score, threshold), a heat map and an overlay per image."
     out = OutputFolder(args.out, args.overwrite, "predict")
     model = load_model(args.model, device=device_of(args))
     images = list(dict.fromkeys(args.images))  # each input once, in command-line order
@@ -261,17 +275,28 @@ def cmd_predict(args) -> dict:
                 except (ValueError, OSError) as e: unreadable[p] = str(e)  # FileNotFoundError is an OSError
             if not loaded: continue
             pred = model.predict([img for _, _, img in loaded])
-            for (i, p, _), s, amap in zip(loaded, pred.scores.tolist(), pred.maps):
-                name = heatmap_name(i, p)
+            for (i, p, img), s, amap in zip(loaded, pred.scores.tolist(), pred.maps):
+                name = heatmap_name(i, p); over = name.replace("_heatmap.png", "_overlay.png")
                 files[name] = staging / name; files[name].write_bytes(png_bytes(amap.numpy()))
-                scores[p] = {"score": s, "anomalous": s > model.threshold, "heatmap": name}
+                seen = model.transform.denormalize(model.transform(img)).permute(1, 2, 0).numpy()   # as the model saw it
+                files[over] = staging / over; files[over].write_bytes(overlay_png_bytes(seen, amap.numpy(), model.threshold))
+                scores[p] = {"score": s, "anomalous": s > model.threshold, "heatmap": name, "overlay": over}
         if not scores:
             raise ValueError(f"none of the {len(images)} images could be scored; first: {next(iter(unreadable.values()))}")
         files["scores.json"] = write_json({"threshold": model.threshold, "scores": scores, "unreadable": unreadable},
                                           staging / "scores.json")
+        table = io.StringIO(); w = csv.writer(table)
+        w.writerow(["image", "verdict", "score", "threshold", "overlay", "heatmap"])
+        for p, v in scores.items(): w.writerow([p, "anomalous" if v["anomalous"] else "normal", f"{v['score']:.6g}", f"{model.threshold:.6g}", v["overlay"], v["heatmap"]])
+        for p, why in unreadable.items(): w.writerow([p, "unreadable", "", f"{model.threshold:.6g}", "", ""])
+        files["scores.csv"] = atomic_write_bytes(table.getvalue().encode(), staging / "scores.csv")
         out.commit(files)
-    for p, v in scores.items(): print(f"{v['score']:.4f}  {'ANOMALOUS' if v['anomalous'] else 'normal   '}  {p}")
-    for p, why in unreadable.items(): print(f"reconpatch predict: skipped {p}: {why}", file=sys.stderr)
+    shown = lambda p: p if p.isprintable() else ascii(p)   # a newline or an undecodable byte in a name stays on one line
+    for p, v in scores.items(): print(f"{v['score']:.4f}  {'ANOMALOUS' if v['anomalous'] else 'normal   '}  {shown(p)}")
+    for p, why in unreadable.items(): print(f"reconpatch predict: skipped {shown(p)}: {why}", file=sys.stderr)
+    flagged = sum(v["anomalous"] for v in scores.values())
+    print(f"flagged {flagged} of {len(scores)} images as anomalous (threshold {model.threshold:.4f}); "
+          f"wrote scores.csv, scores.json, {len(scores)} overlays and heat maps to {out.path}")
     return scores
 
 def cmd_export(args) -> dict:
