@@ -151,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     device(x)
     return ap
 
-CLI_ERRORS = (ValueError, RuntimeError, OSError) # reported as one line (FileNotFoundError and PermissionError are OSErrors)
+CLI_ERRORS = (ValueError, RuntimeError, OSError, ImportError) # one line each (FileNotFoundError is an OSError; a missing optional package, e.g. elpv-dataset, an ImportError)
 
 def main(argv:list|None=None, # arguments (default: sys.argv[1:])
         ) -> int: # exit status: 0 done, 2 error, 130 interrupted
