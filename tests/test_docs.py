@@ -16,7 +16,10 @@ Static checks on every built page (what a reader of the site must never meet):
   path in code;
 - a progress-bar widget placeholder (the note left for a widget when its notebook output is a tqdm
   bar) or a tqdm bar rendered as text;
-- a sentence ending with a colon directly before a heading (what it announced is missing).
+- a sentence ending with a colon directly before a heading (what it announced is missing);
+- TeX shown as text: `$...$`, a TeX command (`\\frac`, `\\lVert`...) or `x_{...}` outside code and math.
+At a laptop's width (1280 px), every lesson page in Chromium: notebook figures shown large enough for
+9-pt text at their dpi to be >= 9 px, no table wider than the text column, no code cell scrolling sideways.
 Each checker is a plain function of a page's HTML, tested on a small deliberately broken page too.
 
 A build is reused when it was made from the current inputs (docs/prepare.py's fingerprint of nbs/,
@@ -304,6 +307,105 @@ def narrow_images(images: list[dict], min_width: int = 500) -> list[str]:
     return [f"{i['src'].split('/')[-1]}: {i['w']} px" for i in images if i["w"] and i["w"] < min_width]
 
 
+class _Rendered(HTMLParser):
+    """The text a reader sees as prose: everything outside code (<pre>, <code>, <kbd>, <samp>),
+    scripts, styles, and MathJax's input or output (elements of class `math`, <mjx-container>, <math>)."""
+    SKIP = {"pre", "code", "kbd", "samp", "script", "style", "mjx-container", "math", "textarea"}
+    VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.parts, self._stack, self._skip = [], [], 0
+
+    def handle_starttag(self, tag, attrs):
+        if tag in self.VOID: return
+        skip = tag in self.SKIP or re.search(r"(?:^|\s)math(?:\s|$)", dict(attrs).get("class") or "") is not None
+        self._stack.append((tag, skip)); self._skip += skip
+
+    def handle_endtag(self, tag):
+        for i in range(len(self._stack) - 1, -1, -1):  # close up to the matching open tag (HTML is lenient)
+            if self._stack[i][0] == tag:
+                self._skip -= sum(s for _, s in self._stack[i:]); del self._stack[i:]
+                return
+
+    def handle_data(self, data):
+        if not self._skip: self.parts.append(data)
+
+
+# a TeX command (\frac, \lVert, \bar, ...), `$...$` with math inside, or a sub/superscript with braces (n_{in})
+_TEX_COMMAND = re.compile(r"\\(?:frac|d?frac|lVert|rVert|lvert|rvert|Vert|bar|hat|tilde|mathbf|mathrm|mathcal|"
+                          r"operatorname|sum|prod|sqrt|cdot|times|lfloor|rfloor|lceil|rceil|left|right|big|alpha|"
+                          r"beta|gamma|sigma|lambda|mu|tau|epsilon|in|le|ge|leq|geq|approx|propto|text|top|quad)"
+                          r"(?![A-Za-z])")
+_TEX_DOLLAR = re.compile(r"\$\$?[^$\s][^$\n]{0,120}?\$")
+_TEX_SCRIPT = re.compile(r"[A-Za-z0-9)\]}][_^]\{[^}\s]{1,20}\}")
+
+
+def raw_tex(page_html: str) -> list[str]:
+    """TeX a reader sees as text: `$...$`, a TeX command or `x_{...}` left in the rendered prose (math that
+    did not become a MathJax element: a `$` that MyST did not take as a delimiter, e.g. `$ x$` or a
+    `$` run into a word)."""
+    p = _Rendered(); p.feed(page_html); p.close()
+    text = " ".join("".join(p.parts).split())
+    found = []
+    for rx in (_TEX_DOLLAR, _TEX_COMMAND, _TEX_SCRIPT):
+        found += [text[max(0, m.start() - 25):m.end() + 25] for m in rx.finditer(text)]
+    return sorted(set(found))
+
+
+# Figures, code and tables at a laptop's width (measured in the browser; the checkers take the numbers).
+# The smallest text of a stored PNG cannot be read from its pixels. Its size on screen is
+#   (displayed width / natural width) x (font size in pt) x (dpi / 72) px,
+# with the dpi from the PNG's pHYs chunk (matplotlib writes it; 110 when absent) and the font size taken as
+# FIGURE_TEXT_PT, the smallest size a lesson figure should use. 9 pt at 110 dpi is 13.75 px, so a figure
+# shown at 65 % of its width has 8.9 px text: it must be shown at >= 9 / 13.75 = 65.5 % (60 % at 120 dpi).
+# Labels set smaller than FIGURE_TEXT_PT in a notebook are not seen by this check.
+FIGURE_TEXT_PT, MIN_TEXT_PX = 9, 9
+LAPTOP = {"width": 1280, "height": 800}
+
+
+def png_dpi(data: bytes) -> float | None:
+    "The dpi a PNG declares in its pHYs chunk (None when it has none or gives no unit)."
+    import struct
+    if data[:8] != b"\x89PNG\r\n\x1a\n": return None
+    i = 8
+    while i + 8 <= len(data):
+        n, kind = struct.unpack(">I", data[i:i + 4])[0], data[i + 4:i + 8]
+        if kind == b"pHYs":
+            x, _, unit = struct.unpack(">IIB", data[i + 8:i + 17])
+            return x * 0.0254 if unit == 1 else None
+        if kind in {b"IDAT", b"IEND"}: return None
+        i += 12 + n
+    return None
+
+
+def small_figure_text(images: list[dict], text_pt: float = FIGURE_TEXT_PT, min_px: float = MIN_TEXT_PX) -> list[str]:
+    """Figures (`{'src', 'natural', 'shown', 'dpi'}`: natural and displayed width in px) whose `text_pt`
+    text is displayed under `min_px` px."""
+    bad = []
+    for i in images:
+        if not i["natural"]: continue
+        scale, dpi = min(1.0, i["shown"] / i["natural"]), i.get("dpi") or 110
+        px = scale * text_pt * dpi / 72
+        if px < min_px - 1e-9:
+            bad.append(f"{i['src'].split('/')[-1][:16]}: {i['natural']} px at {dpi:.0f} dpi shown at {i['shown']:.0f} px "
+                       f"({100 * scale:.0f} %): {text_pt} pt text is {px:.1f} px")
+    return bad
+
+
+def scrolling_code(blocks: list[dict]) -> list[str]:
+    "Code cells (`{'scroll', 'client', 'line'}` of their <pre>) whose longest line does not fit: scrollWidth > clientWidth + 1."
+    return [f"{b['scroll'] - b['client']} px too wide ({len(b['line'])} chars): {b['line'][:60]}..."
+            for b in blocks if b["scroll"] > b["client"] + 1]
+
+
+def cut_off_tables(tables: list[dict]) -> list[str]:
+    """Tables (`{'width', 'column', 'head'}`: the table's full width and the text column's content width)
+    wider than the column. A table in the theme's scrollable wrapper counts too: its right-hand columns
+    are out of sight until the reader scrolls, which on a laptop is a cut-off table."""
+    return [f"{t['width']} px in a {t['column']:.0f} px column: {t['head'][:50]}" for t in tables if t["width"] > t["column"] + 1]
+
+
 # -- the checkers fail on deliberately broken pages ----------------------------------------------------
 _BROKEN = """<html><head><script>var x = "/tmp/in-a-script-is-fine";</script></head><body><article>
 <h1>Title</h1><p>Read METHOD.md §3 and <code>../benchmarks/results_methods.json</code>; see
@@ -341,10 +443,27 @@ def test_checkers_fail_on_a_broken_page(tmp_path):
     colon = colon_before_heading(page)
     assert len(colon) == 1 and "highest-scoring" in colon[0], colon
     assert narrow_images([{"src": "x/small.png", "w": 432}, {"src": "big.png", "w": 1100}]) == ["small.png: 432 px"]
+    tex = raw_tex('<p>pooled from $n_{in}$ to n_{out} numbers, *x*$\\lVert z\\rVert$ and \\frac{1}{2}</p>'
+                  '<p><span class="math notranslate">\\(\\bar{x} = \\frac{1}{n}\\)</span> and <code>$HOME \\frac</code></p>'
+                  '<pre>cost = $5 \\bar</pre><script>var t = "$x$ \\frac";</script>')
+    assert any("$n_{in}$" in t for t in tex) and any("\\lVert" in t for t in tex) and any("\\frac{1}{2}" in t for t in tex), tex
+    assert any("n_{out}" in t for t in tex) and not any("bar{x}" in t or "HOME" in t or "cost" in t or "var t" in t for t in tex), tex
+    # 9 pt at 110 dpi = 13.75 px: at 768 / 1309 = 59 % it is 8.1 px; a 120-dpi figure at 60 % is 9.0 px
+    figs = small_figure_text([{"src": "_images/wide.png", "natural": 1309, "shown": 768, "dpi": 110},
+                              {"src": "ok.png", "natural": 1600, "shown": 960, "dpi": 120},
+                              {"src": "small.png", "natural": 518, "shown": 518, "dpi": 72}])
+    assert len(figs) == 1 and figs[0].startswith("wide.png") and "8.1 px" in figs[0], figs
+    assert small_figure_text([{"src": "low.png", "natural": 691, "shown": 691, "dpi": 60}]), "9 pt at 60 dpi is 7.5 px"
+    png = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\x0dIHDR" + bytes(13) + bytes(4) + b"\x00\x00\x00\x09pHYs" + (4331).to_bytes(4, "big") * 2 + b"\x01" + bytes(4)
+    assert round(png_dpi(png)) == 110 and png_dpi(b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\x00IEND" + bytes(4)) is None
+    code = scrolling_code([{"scroll": 1235, "client": 1212, "line": "x" * 156}, {"scroll": 1213, "client": 1212, "line": "y"}])
+    assert len(code) == 1 and "23 px too wide (156 chars)" in code[0], code
+    tables = cut_off_tables([{"width": 913, "column": 768, "head": "batch k"}, {"width": 768, "column": 768, "head": "fits"}])
+    assert tables == ["913 px in a 768 px column: batch k"], tables
     clean = "<html><body><article><h1>T</h1><p>Fine.</p><h2>S</h2><p>See <a href='x.html'>x</a>.</p></article></body></html>"
     (tmp_path / "x.html").write_text(clean)
     assert not (absolute_paths(clean, machine_paths()) or missing_file_refs(clean, tmp_path / "x.html", tmp_path)
-                or progress_placeholders(clean, real) or colon_before_heading(clean))
+                or progress_placeholders(clean, real) or colon_before_heading(clean) or raw_tex(clean))
 
 
 def test_prepare_drops_progress_bars_keeps_real_widgets():
@@ -392,6 +511,11 @@ def test_no_progress_bar_placeholders(site):
 def test_no_colon_before_a_heading(site):
     bad = {p.relative_to(site).as_posix(): found for p in _pages(site) if (found := colon_before_heading(p.read_text(encoding="utf-8")))}
     assert not bad, "a sentence ending with ':' is followed directly by a heading:\n" + _report(bad)
+
+
+def test_no_raw_tex_in_rendered_text(site):
+    bad = {p.relative_to(site).as_posix(): found for p in _pages(site) if (found := raw_tex(p.read_text(encoding="utf-8")))}
+    assert not bad, "TeX shown as text (not typeset):\n" + _report(bad)
 
 
 # -- the browser checks --------------------------------------------------------------------------------
@@ -484,3 +608,69 @@ def test_page_in_browser(page_name, base_url, browser):
             assert not narrow, f"{page_name}: images narrower than 500 px: {narrow}"
     finally:
         ctx.close()
+
+
+_LAYOUT = """() => {
+    const col = document.querySelector('article.bd-article') || document.querySelector('article') || document.body;
+    const cs = getComputedStyle(col);
+    const column = col.clientWidth - parseFloat(cs.paddingLeft) - parseFloat(cs.paddingRight);
+    const longest = t => t.split('\\n').reduce((a, b) => b.length > a.length ? b : a, '');
+    return {column,
+        images: [...col.querySelectorAll('.cell_output img')].map(i => ({src: i.getAttribute('src'), natural: i.naturalWidth,
+                                                                       shown: i.getBoundingClientRect().width})),
+        code: [...col.querySelectorAll('.cell_input pre')].map(p => ({scroll: p.scrollWidth, client: p.clientWidth, line: longest(p.textContent)})),
+        tables: [...col.querySelectorAll('table')].filter(t => t.getClientRects().length).map(t => ({
+            width: Math.ceil(t.getBoundingClientRect().width), column, head: t.textContent.trim().replace(/\\s+/g, ' ').slice(0, 60)}))}; }"""
+
+
+@pytest.fixture(scope="module")
+def laptop_layout(site, base_url, browser) -> dict:
+    """Every lesson page and the home page measured at 1280 px (the narrowest common laptop width): per page
+    the text column's width, its notebook figures (with the dpi their PNG declares), code cells and tables."""
+    ctx = browser.new_context(viewport=LAPTOP)
+    page = ctx.new_page()
+    page.route("**/*", lambda r: r.continue_() if (urlparse(r.request.url).hostname or "") in LOCAL_HOSTS else r.abort())
+    pages = {}
+    try:
+        for name in ["index.html", *[f"{nb.stem}.html" for nb in LESSONS]]:
+            if not (site / name).exists(): continue
+            page.goto(urljoin(base_url, name), wait_until="load")
+            page.evaluate(_WAIT_MATH); page.evaluate(_WAIT_IMAGES)
+            m = page.evaluate(_LAYOUT)
+            for img in m["images"]:
+                f = site / urlparse(urljoin(name, img["src"])).path.lstrip("/")
+                img["dpi"] = png_dpi(f.read_bytes()) if f.suffix.lower() == ".png" and f.exists() else None
+            pages[name] = m
+    finally:
+        ctx.close()
+    return pages
+
+
+def _layout_problems(pages: dict, checks: dict) -> tuple[dict, dict]:
+    problems, seen = {}, {}
+    for name, m in pages.items():
+        found = []
+        for what, (key, check) in checks.items():
+            seen[what] = seen.get(what, 0) + len(m[key])
+            found += [f"{what}: {x}" for x in check(m[key])]
+        if found: problems[f"{name} (column {m['column']:.0f} px)"] = found
+    return problems, seen
+
+
+def _layout_report(problems: dict, seen: dict) -> str:
+    return (f"{sum(map(len, problems.values()))} problems at {LAPTOP['width']} px (measured: {seen}):\n"
+            + "\n".join(f"{k}:\n  " + "\n  ".join(v) for k, v in problems.items()))
+
+
+def test_figures_and_tables_fit_a_laptop_screen(laptop_layout):
+    "Notebook figures shown large enough for FIGURE_TEXT_PT text to be >= 9 px; no table wider than the column."
+    problems, seen = _layout_problems(laptop_layout, {"figure": ("images", small_figure_text), "table": ("tables", cut_off_tables)})
+    assert seen.get("figure") and seen.get("table"), f"nothing measured: {seen}"
+    assert not problems, _layout_report(problems, seen)
+
+
+def test_code_cells_fit_a_laptop_screen(laptop_layout):
+    "No code cell scrolls sideways: its longest line fits the column at the site's 0.8rem monospace."
+    problems, seen = _layout_problems(laptop_layout, {"code": ("code", scrolling_code)})
+    assert seen.get("code"), f"nothing measured: {seen}"
+    assert not problems, _layout_report(problems, seen)
