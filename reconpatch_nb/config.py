@@ -214,7 +214,7 @@ class PatchCoreConfig(ConfigBase):
     resize: int|None = option(None, Optional(Int(MIN_IMAGE_SIZE, 2 * MAX_IMAGE_SIZE)),
                               "shorter side after resizing, before the crop; default: image_size x 256/224 "
                               "(resize = image_size keeps the whole image, so defects at its border are seen)")
-    reweight: bool = option(False, Bool(), "PatchCore's image-score re-weighting (its Eq. 7 in the PatchCore paper)", cli=False)
+    reweight: bool = option(False, Bool(), "PatchCore's image-score re-weighting (PatchCore paper, Eq. 7)", cli=False)
     blur_sigma: float = option(4.0, Num(0), "Gaussian blur of the anomaly maps, in pixels", cli=False)
     pretrained: bool = option(True, Bool(), "load ImageNet weights", cli=False)
     checkpoint: str|None = option(None, Optional(Text()), "local weights file for the backbone (e.g. a wide_resnet50_2 state dict)")

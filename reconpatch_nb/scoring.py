@@ -113,10 +113,10 @@ REWEIGHT_B = 9 # b of PatchCore's re-weighting: the bank neighbourhood N_b(m*) i
 def image_scores(scores:Tensor, # (B, h, w) patch scores s_t
                  features:Tensor|None=None, # (B, h, w, D) test features, needed only when `reweight`
                  index:NearestNeighbourIndex|None=None, # the bank's index, needed only when `reweight`
-                 reweight:bool=False, # False: s* = max_t s_t (Eq. 10); True: PatchCore Eq. 7 re-weighting
+                 reweight:bool=False, # False: s* = max_t s_t (Eq. 10); True: PatchCore's re-weighting (PatchCore paper, Eq. 7)
                  b:int=REWEIGHT_B, # size of the neighbourhood N_b(m*) (m* included) for the re-weighting
                 ) -> Tensor: # (B,) image anomaly scores
-    "Image score: the largest patch score (Eq. 10), optionally re-weighted as in PatchCore's Eq. 7."
+    "Image score: the largest patch score (Eq. 10), optionally with PatchCore's re-weighting (PatchCore paper, Eq. 7)."
     check_features(scores, name="scores", ndim=3)
     flat = scores.reshape(len(scores), -1)
     s_star, t_star = flat.max(dim=1)  # s^* and the position of m^{test,*}
@@ -244,7 +244,7 @@ class AnomalyScorer(nn.Module):
         d, nearest = self.search(e)                                    # Eq. 9: distance to the nearest bank entry
         s = d.reshape(B, h * w)                                        # patch scores s_t
         s_star, t_star = s.max(1)                                      # Eq. 10: s* and the patch m^{test,*}
-        if self.reweight:                                              # PatchCore's re-weighting (its Eq. 7)
+        if self.reweight:                                              # PatchCore's re-weighting (PatchCore paper, Eq. 7)
             m_test = e.reshape(B, h * w, -1).gather(1, t_star[:, None, None].expand(-1, 1, e.shape[-1]))[:, 0]
             j_star = nearest.reshape(B, h * w).gather(1, t_star[:, None])[:, 0]        # m^*
             support = self.bank[self.neighbours[j_star]]                               # N_b(m^*) (B, b, D)
