@@ -95,6 +95,28 @@ class OutputFolder:
         write_json({"written_by": "reconpatch_nb", "version": __version__, "command": self.command,
                     "files": sorted(files), "models": sorted(models)}, self.path / MANIFEST)
 
+    def check_names(self, rels, # relative paths the run will write
+                    models=frozenset(), # which of them are model files
+                   ):
+        "Refuse, before any work, names that `commit` would refuse (files we did not write, folders in the way)."
+        self._check_names(self.check(), {Path(r).as_posix() for r in rels}, {Path(r).as_posix() for r in models})
+
+    def _check_names(self, previous, rels, models):
+        out = self.path
+        for rel in rels:
+            dest = out / rel
+            if rel == MANIFEST or ".." in Path(rel).parts or not _inside(dest, out):
+                raise ValueError(f"output file {rel!r} would lie outside --out {out}")
+            for parent in list(dest.parents)[:len(Path(rel).parts) - 1]:
+                if parent.exists() and not parent.is_dir():
+                    raise ValueError(f"cannot write {dest}: {parent} is a file that reconpatch did not write")
+            if dest.exists() or dest.is_symlink():
+                if dest.is_dir(): raise ValueError(f"cannot write {dest}: a folder of that name is in the way")
+                if rel not in previous:
+                    raise ValueError(f"refusing to replace {dest}: reconpatch did not write it (move it, or choose another --out)")
+                if rel in previous.models and rel not in models:
+                    raise ValueError(f"refusing to replace the saved model {dest} with another output: choose another --out")
+
     def commit(self, files:dict, # {relative path in the folder: staged file to copy there}
                models:set=frozenset(), # which of `files` are model files (kept by later runs)
               ) -> list[Path]: # the files written
@@ -110,19 +132,7 @@ class OutputFolder:
         previous, out = self.check(held=True), self.path
         files = {Path(r).as_posix(): Path(src) for r, src in files.items()}
         models = {Path(r).as_posix() for r in models}
-        for rel in files:  # every check before anything is written
-            dest = out / rel
-            if rel == MANIFEST or ".." in Path(rel).parts or not _inside(dest, out):
-                raise ValueError(f"output file {rel!r} would lie outside --out {out}")
-            for parent in list(dest.parents)[:len(Path(rel).parts) - 1]:
-                if parent.exists() and not parent.is_dir():
-                    raise ValueError(f"cannot write {dest}: {parent} is a file that reconpatch did not write")
-            if dest.exists() or dest.is_symlink():
-                if dest.is_dir(): raise ValueError(f"cannot write {dest}: a folder of that name is in the way")
-                if rel not in previous:
-                    raise ValueError(f"refusing to replace {dest}: reconpatch did not write it (move it, or choose another --out)")
-                if rel in previous.models and rel not in models:
-                    raise ValueError(f"refusing to replace the saved model {dest} with another output: choose another --out")
+        self._check_names(previous, files, models)  # every check before anything is written
         kept_models = {r for r in previous.models if (out / r).is_file()} | models
         self._write_manifest(previous.files | set(files), kept_models)  # claim the new files before writing them
         written = []

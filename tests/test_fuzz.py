@@ -215,6 +215,15 @@ CASES = {
     "predict over someone's scores.json, --overwrite": dict(
         setup=lambda ws, s: (_user_folder(ws, "scores.json"), pred(ws, s, a_test_image(ws), extra=["--overwrite"]))[1],
         rc=2, err="refusing to replace"),
+    "user's metrics.json, --overwrite: refused before the data is read": dict(
+        setup=lambda ws, s: (_user_folder(ws, "metrics.json"), ["evaluate", "--data-root", ws / "nowhere", "--category", CAT,
+                                                                *FAST, "--out", ws / "out", "--overwrite"])[1],
+        rc=2, err="refusing to replace"),
+    "user's heat-map name, --overwrite: refused before any image is read": dict(
+        setup=lambda ws, s: (_user_folder(ws, "000_missing_heatmap.png"),
+                             pred(ws, s, ws / "missing.png", extra=["--overwrite"]))[1], rc=2, err="refusing to replace"),
+    "another run holds the lock on --out": dict(
+        setup=lambda ws, s: (_user_folder(ws, ".reconpatch.lock"), ev(ws))[1], rc=2, err="in use by another reconpatch run"),
     "rerun into our folder removes stale outputs": dict(setup=_rerun_setup, rc=0, check=_rerun_check, data=False),
     "predict into an evaluate folder (the model inside)": dict(
         setup=lambda ws, s: (_evaluate_with_model(ws), ["predict", "--model", ws / "out" / "model.pt", "--out", ws / "out",
