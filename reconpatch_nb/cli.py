@@ -122,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     return ap
 
-CLI_ERRORS = (ValueError, RuntimeError, OSError) # reported as one line (FileNotFoundError and PermissionError are OSErrors)
+CLI_ERRORS = (ValueError, RuntimeError, OSError, ModuleNotFoundError) # reported as one line (FileNotFoundError and PermissionError are OSErrors; a missing optional package says what to install)
 
 def main(argv:list|None=None, # arguments (default: sys.argv[1:])
         ) -> int: # exit status: 0 done, 2 error, 130 interrupted

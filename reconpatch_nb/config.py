@@ -10,10 +10,10 @@ import numbers
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 
 # %% auto #0
-__all__ = ['SEED', 'RATIO', 'IMAGE_SIZE', 'RESIZE_RATIO', 'MIN_IMAGE_SIZE', 'MAX_IMAGE_PIXELS', 'FIGURE_DPI', 'DEFAULT_BACKBONE',
-           'CENTERS', 'VARIANTS', 'BATCH_MODES', 'INDEX_KINDS', 'CONFIGS', 'MEMBER_SPEC', 'Check', 'Int', 'Num',
-           'Choice', 'Bool', 'Text', 'Either', 'Optional', 'Levels', 'resize_for', 'option', 'default_of', 'ConfigBase',
-           'PatchCoreConfig', 'TrainConfig', 'ReConPatchConfig', 'parse_member', 'cli_options']
+__all__ = ['SEED', 'RATIO', 'IMAGE_SIZE', 'RESIZE_RATIO', 'MIN_IMAGE_SIZE', 'MAX_IMAGE_SIZE', 'MAX_IMAGE_PIXELS', 'FIGURE_DPI',
+           'DEFAULT_BACKBONE', 'CENTERS', 'VARIANTS', 'BATCH_MODES', 'INDEX_KINDS', 'CONFIGS', 'MEMBER_SPEC', 'Check',
+           'Int', 'Num', 'Choice', 'Bool', 'Text', 'Either', 'Optional', 'Levels', 'resize_for', 'option', 'default_of',
+           'ConfigBase', 'PatchCoreConfig', 'TrainConfig', 'ReConPatchConfig', 'parse_member', 'cli_options']
 
 # %% ../nbs/00a_config.ipynb #30bbbed6
 class Check:
@@ -120,12 +120,13 @@ RATIO = Num(0, 1, low_open=True) # the one rule for fractions in (0, 1]
 IMAGE_SIZE = 224 # side of the square crop fed to the backbone (PatchCore, ReConPatch)
 RESIZE_RATIO = 256 / 224 # shorter side after resizing, per pixel of crop (PatchCore's 256 -> 224)
 MIN_IMAGE_SIZE = 32 # smallest short side, in pixels, of an image we accept
+MAX_IMAGE_SIZE = 1024 # largest --image-size: (1024/8)^2 = 16,384 patches an image at stride 8, 100 MB of 1,536-float features (wide_resnet50)
 MAX_IMAGE_PIXELS = 178_956_970 # Pillow's own decompression-bomb error threshold (2 x its warning threshold)
 FIGURE_DPI = 110 # resolution of every figure the package draws or saves
 
 def resize_for(image_size:int) -> int:
     "PatchCore's resize for a crop of `image_size` pixels: 224 -> 256, 320 -> 366 (the same field of view)."
-    return int(math.ceil(Int(MIN_IMAGE_SIZE)("image_size", image_size) * RESIZE_RATIO))
+    return int(math.ceil(Int(MIN_IMAGE_SIZE, MAX_IMAGE_SIZE)("image_size", image_size) * RESIZE_RATIO))
 
 # %% ../nbs/00a_config.ipynb #bba63bcc
 def option(default, # the one default of this field
@@ -206,7 +207,7 @@ class PatchCoreConfig(ConfigBase):
     pretrain_dim: int = option(1024, Int(1), "per-level pooled dimension d", cli=False)
     target_dim: int = option(1024, Int(1), "dimension C' of the patch features p", cli=False)
     coreset_ratio: float = option(0.1, RATIO, "fraction of the training patches kept in the memory bank")
-    image_size: int = option(IMAGE_SIZE, Int(MIN_IMAGE_SIZE), "side of the square centre crop fed to the backbone, in pixels")
+    image_size: int = option(IMAGE_SIZE, Int(MIN_IMAGE_SIZE, MAX_IMAGE_SIZE), "side of the square centre crop fed to the backbone, in pixels")
     resize: int|None = option(None, Optional(Int(MIN_IMAGE_SIZE)),
                               "shorter side after resizing, before the crop; default: image_size x 256/224 "
                               "(resize = image_size keeps the whole image, so defects at its border are seen)")
