@@ -208,6 +208,11 @@ def cmd_evaluate(args) -> dict:
     "Fit on one category's training split, evaluate on its test split, write metrics.json (and the model)."
     out = OutputFolder(args.out, args.overwrite, "evaluate")
     model_path = check_model_path(args.save_model) if args.save_model else None
+    model_rel = path_in(model_path, out.path) if model_path is not None else None
+    if model_rel is not None and (model_rel in (".", "metrics.json", MANIFEST) or model_rel.startswith("overlays/")):
+        raise ValueError(f"--save-model {model_path} would overwrite this run's own {model_rel} in --out: choose another name")
+    out.check_names(["metrics.json", "overlays/_"] + ([model_rel] if model_rel else []),  # conflicts before the fit
+                    models={model_rel} if model_rel else set())
     model = build_model(args)  # the model first: a bad backbone, member or option fails before any image is opened
     if args.dataset == "elpv":  # read from the installed elpv-dataset package: the protocol's train and test splits
         if args.data_root is not None: raise ValueError("--data-root is for --dataset folder: ELPV is read from the installed elpv-dataset package")
@@ -220,9 +225,6 @@ def cmd_evaluate(args) -> dict:
     if not test.labels.any():
         raise ValueError(f"the test split of {args.category} has no defective images, so there is nothing to evaluate; "
                          "to fit on good images only and set a threshold, use `reconpatch fit`")
-    model_rel = path_in(model_path, out.path) if model_path is not None else None
-    if model_rel is not None and (model_rel in (".", "metrics.json", MANIFEST) or model_rel.startswith("overlays/")):
-        raise ValueError(f"--save-model {model_path} would overwrite this run's own {model_rel} in --out: choose another name")
     m, pred = run_category(model, train, test)
     m.update(category=args.category, dataset=args.dataset, image_size=model.transform.crop,
              data_root=str(args.data_root) if args.data_root is not None else "elpv-dataset package")
@@ -265,6 +267,7 @@ def cmd_predict(args) -> dict:
     out = OutputFolder(args.out, args.overwrite, "predict")
     model = load_model(args.model, device=device_of(args))
     images = list(dict.fromkeys(args.images))  # each input once, in command-line order
+    out.check_names(["scores.json", "scores.csv"] + [n for i, p in enumerate(images) for n in (heatmap_name(i, p), heatmap_name(i, p).replace("_heatmap.png", "_overlay.png"))])  # conflicts before any image
     scores, unreadable = {}, {}
     with tempfile.TemporaryDirectory(prefix="reconpatch_") as tmp:
         staging, files = Path(tmp), {}

@@ -121,7 +121,7 @@ RATIO = Num(0, 1, low_open=True) # the one rule for fractions in (0, 1]
 IMAGE_SIZE = 224 # side of the square crop fed to the backbone (PatchCore, ReConPatch)
 RESIZE_RATIO = 256 / 224 # shorter side after resizing, per pixel of crop (PatchCore's 256 -> 224)
 MIN_IMAGE_SIZE = 32 # smallest short side, in pixels, of an image we accept
-MAX_IMAGE_SIZE = 2048 # largest square crop: past it one image's patch features alone take gigabytes
+MAX_IMAGE_SIZE = 1024 # largest --image-size: (1024/8)^2 = 16,384 patches an image at stride 8, 100 MB of 1,536-float features (wide_resnet50)
 MAX_IMAGE_PIXELS = 178_956_970 # Pillow's own decompression-bomb error threshold (2 x its warning threshold)
 FIGURE_DPI = 110 # resolution of every figure the package draws or saves
 

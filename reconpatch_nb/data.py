@@ -123,20 +123,30 @@ def load_image(path:str|Path, # an image file (png, jpg, bmp, tif, ...)
 
 # %% ../nbs/01_data.ipynb #0c6b52f3
 def mask_pixels(mask:Image.Image, # an opened mask image of any mode
+                lossy:bool=False, # a lossily compressed (JPEG) mask: threshold at > 127 instead of > 0
                ) -> np.ndarray: # (H, W) bool: True where the mask marks a defect
-    "The mask rule: a pixel is a defect pixel when any channel is above 0 (transparent pixels never count)."
-    if mask.mode in _SIXTEEN_BIT or mask.mode == "F": return np.asarray(mask) > 0  # raw values, before scaling
-    return (np.asarray(_to_rgb(mask)) > 0).any(-1)
+    "The mask rule: a pixel is a defect pixel when any channel is above 0 (> 127 for JPEG); an alpha-only mask uses its alpha."
+    thr = 127 if lossy else 0
+    if mask.mode in _SIXTEEN_BIT or mask.mode == "F": return np.asarray(mask) > thr  # raw values, before scaling
+    colour = (np.asarray(_to_rgb(mask)) > thr).any(-1)  # transparent pixels are composited on black
+    if colour.any() or not _has_alpha(mask): return colour
+    return np.asarray(mask.convert("RGBA"))[..., 3] > thr  # colour channels empty: the defect is drawn in alpha
+
+def _has_alpha(img:Image.Image) -> bool:
+    return img.mode in ("LA", "PA", "La", "RGBa", "RGBA") or (img.mode == "P" and "transparency" in img.info)
 
 def load_mask(path:str|Path, # a mask image file
               max_pixels:int=MAX_IMAGE_PIXELS, # largest accepted width x height (as `load_image`)
              ) -> Image.Image: # mode 'L', 0 (normal) or 255 (defect), upright (EXIF orientation applied)
-    "Open a mask file and binarise it with the mask rule (`mask_pixels`)."
+    "Open a mask file and binarise it with the mask rule (`mask_pixels`); JPEG masks are thresholded at > 127."
     path = Path(path)
     with open_image(path, min_size=1, max_pixels=max_pixels) as m:  # size is checked against its image instead
         try: m.load()
         except (OSError, SyntaxError, ValueError) as e: raise ValueError(f"cannot read mask {path}: {e}") from e
-        return Image.fromarray(mask_pixels(ImageOps.exif_transpose(m)).astype(np.uint8) * 255)  # upright, as its image
+        lossy = m.format == "JPEG"
+        if lossy: warnings.warn(f"the mask {path} is a JPEG: compression noise is ignored by thresholding at > 127 "
+                                "(store masks as PNG to keep exact values)", stacklevel=2)
+        return Image.fromarray(mask_pixels(ImageOps.exif_transpose(m), lossy).astype(np.uint8) * 255)  # upright, as its image
 
 # %% ../nbs/01_data.ipynb #981ac7f4
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

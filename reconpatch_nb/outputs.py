@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import os
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,10 +15,11 @@ from . import __version__
 from .core import atomic_copy, safe_load, write_json
 
 # %% auto #0
-__all__ = ['MANIFEST', 'MODEL_FORMATS', 'path_in', 'Manifest', 'read_manifest', 'OutputFolder', 'model_format', 'is_model_file',
-           'check_model_path']
+__all__ = ['LOCK', 'MANIFEST', 'MODEL_FORMATS', 'path_in', 'Manifest', 'read_manifest', 'OutputFolder', 'model_format',
+           'is_model_file', 'check_model_path']
 
 # %% ../nbs/13a_outputs.ipynb #52098354
+LOCK = ".reconpatch.lock" # exclusively created in --out while a run writes there (removed at the end)
 MANIFEST = ".reconpatch_manifest.json" # the file that marks an output folder as written by this package
 
 def _inside(path:Path, folder:Path) -> bool:
@@ -69,12 +71,16 @@ class OutputFolder:
         self.path, self.overwrite, self.command = Path(path), bool(overwrite), command
         self.check()
 
-    def check(self) -> Manifest: # what an earlier run of ours left here (empty for a new folder)
+    def check(self, held:bool=False, # this run holds the lock (`commit`)
+             ) -> Manifest: # what an earlier run of ours left here (empty for a new folder)
         "Refuse an `--out` that cannot be used, creating nothing."
         out, empty = self.path, Manifest(self.command, frozenset(), frozenset())
         _check_parents(out, "--out")
         if out.exists() and not out.is_dir(): raise ValueError(f"--out {out} is an existing file, not a folder: choose a folder")
-        if not out.is_dir() or not any(out.iterdir()): return empty
+        if not held and (out / LOCK).exists():
+            raise ValueError(f"--out {out} is in use by another reconpatch run (lock file {out / LOCK}): wait for it, "
+                             "or delete the lock file if no run is writing there")
+        if not out.is_dir() or not any(p.name != LOCK for p in out.iterdir()): return empty
         previous = read_manifest(out)
         if previous is None:
             if self.overwrite: return empty
@@ -89,14 +95,15 @@ class OutputFolder:
         write_json({"written_by": "reconpatch_nb", "version": __version__, "command": self.command,
                     "files": sorted(files), "models": sorted(models)}, self.path / MANIFEST)
 
-    def commit(self, files:dict, # {relative path in the folder: staged file to copy there}
-               models:set=frozenset(), # which of `files` are model files (kept by later runs)
-              ) -> list[Path]: # the files written
-        "Copy the staged files in (atomically, never over a file we did not write), then remove this command's stale outputs."
-        previous, out = self.check(), self.path
-        files = {Path(r).as_posix(): Path(src) for r, src in files.items()}
-        models = {Path(r).as_posix() for r in models}
-        for rel in files:  # every check before anything is written
+    def check_names(self, rels, # relative paths the run will write
+                    models=frozenset(), # which of them are model files
+                   ):
+        "Refuse, before any work, names that `commit` would refuse (files we did not write, folders in the way)."
+        self._check_names(self.check(), {Path(r).as_posix() for r in rels}, {Path(r).as_posix() for r in models})
+
+    def _check_names(self, previous, rels, models):
+        out = self.path
+        for rel in rels:
             dest = out / rel
             if rel == MANIFEST or ".." in Path(rel).parts or not _inside(dest, out):
                 raise ValueError(f"output file {rel!r} would lie outside --out {out}")
@@ -109,7 +116,23 @@ class OutputFolder:
                     raise ValueError(f"refusing to replace {dest}: reconpatch did not write it (move it, or choose another --out)")
                 if rel in previous.models and rel not in models:
                     raise ValueError(f"refusing to replace the saved model {dest} with another output: choose another --out")
+
+    def commit(self, files:dict, # {relative path in the folder: staged file to copy there}
+               models:set=frozenset(), # which of `files` are model files (kept by later runs)
+              ) -> list[Path]: # the files written
+        "Copy the staged files in (atomically, never over a file we did not write), then remove this command's stale outputs."
+        self.check(); out = self.path
         out.mkdir(parents=True, exist_ok=True)
+        try: os.close(os.open(out / LOCK, os.O_CREAT | os.O_EXCL | os.O_WRONLY))  # one writer at a time
+        except FileExistsError: self.check(); raise  # check() names the folder and the lock
+        try: return self._commit(files, models)
+        finally: (out / LOCK).unlink(missing_ok=True)
+
+    def _commit(self, files, models):
+        previous, out = self.check(held=True), self.path
+        files = {Path(r).as_posix(): Path(src) for r, src in files.items()}
+        models = {Path(r).as_posix() for r in models}
+        self._check_names(previous, files, models)  # every check before anything is written
         kept_models = {r for r in previous.models if (out / r).is_file()} | models
         self._write_manifest(previous.files | set(files), kept_models)  # claim the new files before writing them
         written = []

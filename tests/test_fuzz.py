@@ -215,6 +215,15 @@ CASES = {
     "predict over someone's scores.json, --overwrite": dict(
         setup=lambda ws, s: (_user_folder(ws, "scores.json"), pred(ws, s, a_test_image(ws), extra=["--overwrite"]))[1],
         rc=2, err="refusing to replace"),
+    "user's metrics.json, --overwrite: refused before the data is read": dict(
+        setup=lambda ws, s: (_user_folder(ws, "metrics.json"), ["evaluate", "--data-root", ws / "nowhere", "--category", CAT,
+                                                                *FAST, "--out", ws / "out", "--overwrite"])[1],
+        rc=2, err="refusing to replace"),
+    "user's heat-map name, --overwrite: refused before any image is read": dict(
+        setup=lambda ws, s: (_user_folder(ws, "000_missing_heatmap.png"),
+                             pred(ws, s, ws / "missing.png", extra=["--overwrite"]))[1], rc=2, err="refusing to replace"),
+    "another run holds the lock on --out": dict(
+        setup=lambda ws, s: (_user_folder(ws, ".reconpatch.lock"), ev(ws))[1], rc=2, err="in use by another reconpatch run"),
     "rerun into our folder removes stale outputs": dict(setup=_rerun_setup, rc=0, check=_rerun_check, data=False),
     "predict into an evaluate folder (the model inside)": dict(
         setup=lambda ws, s: (_evaluate_with_model(ws), ["predict", "--model", ws / "out" / "model.pt", "--out", ws / "out",
@@ -248,6 +257,7 @@ CASES = {
     "1x1 image": dict(
         setup=lambda ws, s: (Image.new("RGB", (1, 1)).save(ws / "data" / CAT / "test" / "good" / "dot.png"), ev(ws))[1],
         rc=2, err="dot.png is 1x1 pixels"),
+    "--image-size 100000": dict(setup=lambda ws, s: ev(ws, "--image-size", "100000"), rc=2, err="--image-size"),
     "--epochs -1 with patchcore": dict(setup=lambda ws, s: ev(ws, "--epochs", "-1"), rc=2, err="--epochs"),
     "--epochs 3 with patchcore": dict(setup=lambda ws, s: ev(ws, "--epochs", "3"), rc=2, err="--epochs applies to reconpatch only"),
     # crashes without a cause
@@ -293,3 +303,13 @@ def test_hostile_input(name, shared, tmp_path):
     new = [p for p in ws.rglob("*") if p.is_file() and p not in before and p.resolve() != model
            and out_dir not in p.resolve().parents]
     assert not new, f"{name}: files written outside --out: {new}"
+
+
+def test_elpv_without_its_package(monkeypatch, tmp_path):
+    "`evaluate --dataset elpv` without elpv-dataset installed: one line that says what to install, no traceback."
+    monkeypatch.setitem(sys.modules, "elpv_dataset", None)  # find_spec then reports the package as absent
+    rc, out, err = run_cli("evaluate", "--dataset", "elpv", "--category", "mono", *FAST, "--out", tmp_path / "out")
+    assert rc == 2 and "Traceback" not in err, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "pip install elpv-dataset" in lines[0], err
+    assert not (tmp_path / "out").exists()
