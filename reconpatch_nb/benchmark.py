@@ -77,20 +77,21 @@ class ResultsFile:
     "An append-only JSON-lines file of finished tasks: `done()` reads it (skipping a cut line), `append` adds one."
     def __init__(self, path:str|Path): self.path = Path(path)
 
-    def records(self) -> list[dict]:
-        "The finished tasks, first record of a key kept; an unparsable line (a write cut by a kill) is skipped with a warning."
+    def records(self, warn:bool=False) -> list[dict]:
+        "The finished tasks, first record of a key kept; an unparsable line (a write cut by a kill) is skipped (`warn`: say so)."
         if not self.path.is_file(): return []
         out, seen = [], set()
         for n, line in enumerate(self.path.read_text(encoding="utf-8").splitlines(), 1):
             if not line.strip(): continue
             try: rec = json.loads(line)
             except json.JSONDecodeError:
-                warnings.warn(f"{self.path}: line {n} is cut short (a killed run?); its task runs again"); continue
+                if warn: warnings.warn(f"{self.path.name}: line {n} is cut short (a killed run?) and is ignored; its task runs again unless done since")
+                continue
             k = json.dumps(rec["key"])
             if k not in seen: seen.add(k); out.append(rec)
         return out
 
-    def done(self) -> set: return {json.dumps(r["key"]) for r in self.records()}
+    def done(self, warn:bool=False) -> set: return {json.dumps(r["key"]) for r in self.records(warn)}
 
     def append(self, rec:dict):
         "One line, one write (O_APPEND), with the UTC time, on a line of its own even after a cut line; the folder is created if needed."
@@ -134,7 +135,7 @@ def run_benchmark(tasks:list, # from `benchmark_tasks`
                  ) -> list[dict]: # the records of `tasks`, from the file
     "Run the tasks not yet in `results`, appending each as it finishes; return the records of all `tasks`."
     if executor not in EXECUTORS: raise ValueError(f"executor must be one of {sorted(EXECUTORS)}, got {executor!r}")
-    done = results.done()
+    done = results.done(warn=True)
     todo = [t for t in tasks if json.dumps(t["key"]) not in done]
     for i, rec in enumerate(EXECUTORS[executor](todo, device, **kwargs), 1):
         results.append(rec)
