@@ -202,10 +202,13 @@ class PatchCore(Detector):
         t2 = time.perf_counter()
         # scores of normal images, for thresholds: from the validation features if given, else the training ones
         normal = p if p_val is None else p_val
-        self.train_scores = torch.cat([self._image_scores(b)[1] for b in normal.split(self.config.batch_size)]).cpu()
+        self.train_scores = self._normal_scores(normal)
         self.timings.update(train_seconds=t1 - t0, bank_seconds=t2 - t1)
         self.fit_sizes = {"n_train": len(p), **({} if p_val is None else {"n_val": len(p_val)})}
         return self
+
+    def _normal_scores(self, normal:Tensor) -> Tensor: # (m,) image scores of normal features, for the threshold
+        return torch.cat([self._image_scores(b)[1] for b in normal.split(self.config.batch_size)]).cpu()
 
     def rebank(self,
                p:Tensor, # (n, h, w, C') the frozen training features the model was fitted on
@@ -219,7 +222,7 @@ class PatchCore(Detector):
                                                 progress=None if self.progress else False)
         self.build_bank(p)
         normal = p if p_val is None else p_val
-        self.train_scores = torch.cat([self._image_scores(b)[1] for b in normal.split(self.config.batch_size)]).cpu()
+        self.train_scores = self._normal_scores(normal)
         return self
 
     def build_bank(self, p:Tensor): # (n, h, w, C') frozen training features
