@@ -13,7 +13,8 @@ from .config import (CONFIGS, DEVICES, HOLDOUT, MAX_IMAGE_PIXELS, MEMBER_SPEC, C
                                   ReConPatchConfig, SEED, TrainConfig, cli_options, parse_member)
 
 # %% auto #0
-__all__ = ['OPTIONS', 'TRAIN_FIELDS', 'CLI_ERRORS', 'add_config_options', 'config_fields', 'build_parser', 'main']
+__all__ = ['OPTIONS', 'TRAIN_FIELDS', 'LAYOUT', 'HOLDOUT_HELP', 'CLI_ERRORS', 'add_config_options', 'config_fields',
+           'build_parser', 'main']
 
 # %% ../nbs/13_cli.ipynb #cli11
 OPTIONS = cli_options(PatchCoreConfig, ReConPatchConfig, TrainConfig) # {field: flag, check, help, defaults}: from the dataclasses
@@ -74,6 +75,21 @@ def config_fields(methods:list, # the methods the command builds: one, or the me
         raise ValueError(f"{flag} applies to {' or '.join(users)} only (as --method or an --ensemble member), not {', '.join(dict.fromkeys(methods))}")
     return out
 
+LAYOUT = """\
+expected folder layout (MVTec AD; any folder laid out so works):
+  DATA_ROOT/                        --data-root
+    CATEGORY/                       --category
+      train/good/*.png              good images to fit on (required)
+      test/good/*.png               good test images
+      test/DEFECT/*.png             defective test images, one folder per defect type (required)
+      ground_truth/DEFECT/NAME_mask.png
+                                    masks, one per defective image (optional: without the
+                                    folder, the pixel metrics are n/a)
+BTAD's layout is detected too: train/ok, test/ok, test/ko, ground_truth/ko/NAME.png."""
+
+HOLDOUT_HELP = ("share of the good images held out from the memory bank; the threshold is the largest held-out score, "
+                "so a new good image exceeds it with probability about 1/(n+1) for n held out (default: %(default)s)")
+
 def build_parser() -> argparse.ArgumentParser:
     "The `reconpatch` argument parser: the detector options come from the config dataclasses."
     ap = _Parser(prog="reconpatch", description="ReConPatch / PatchCore anomaly detection")
@@ -99,9 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     common(f)
     f.add_argument("folder", help="a folder of good images, searched recursively (an MVTec category folder: its train/good)")
     f.add_argument("--method", default=methods[0], choices=methods, help="the detector (default: %(default)s)")
-    f.add_argument("--holdout", type=_typed(Num(0, 1, low_open=True)), default=HOLDOUT,
-                   help="share of the good images held out from the memory bank; the threshold is the largest "
-                        "held-out score (default: %(default)s)")
+    f.add_argument("--holdout", type=_typed(Num(0, 1, low_open=True)), default=HOLDOUT, help=HOLDOUT_HELP)
     f.add_argument("--save-model", default=None, help="also save the model to this file (it is always in --out as model.pt)")
     f.add_argument("--max-image-pixels", **pixels)
     f.add_argument("--out", default="reconpatch_fit", help="output folder: model.pt and fit.json (default: %(default)s)")
@@ -118,7 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="results file, one line per finished task; a rerun skips what is there (default: %(default)s)")
     b.add_argument("--executor", default="local", choices=["local", "ray"], help="this process, or Ray tasks (default: %(default)s)")
     b.add_argument("--ray-address", default=None, help="an existing Ray cluster (default: a local Ray instance)")
-    e = sub.add_parser("evaluate", help="fit and evaluate on one category of a dataset folder")
+    e = sub.add_parser("evaluate", help="fit and evaluate on one category of a dataset folder", epilog=LAYOUT,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     common(e)
     e.add_argument("--dataset", default="folder", choices=["folder", "elpv"],
                    help="'folder': --data-root in MVTec/BTAD layout; 'elpv': the ELPV solar cells (pip install elpv-dataset)")
@@ -131,6 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"an ensemble instead of one --method, one {MEMBER_SPEC} per member; backbone and size default "
                             "to --backbone and --image-size (e.g. patchcore@224 reconpatch:tf_efficientnet_lite2@320)")
     e.add_argument("--save-model", default=None, help="also save the fitted model (or ensemble) to this file")
+    e.add_argument("--holdout", type=_typed(Num(0, 1)), default=HOLDOUT,
+                   help=HOLDOUT_HELP[:-1] + "; 0: every training image in the bank, as the paper's protocol and "
+                        "`reconpatch benchmark` do, and the threshold from training scores, which flags more good images)")
     e.add_argument("--strict", action="store_true", help="an empty mask of a defective test image is an error, not a warning")
     e.add_argument("--max-image-pixels", **pixels)
     e.add_argument("--out", required=True, help="output folder for metrics.json and overlays")
@@ -141,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true",
                    help="write into a non-empty --out folder that reconpatch did not write (its files are never replaced)")
     p.add_argument("--max-image-pixels", **pixels)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     device(p)
     x = sub.add_parser("export", help="export a saved model as one ONNX graph (images -> scores, maps)")
     x.add_argument("--model", required=True, help="a single detector's file written by `evaluate --save-model` or `.save()`")

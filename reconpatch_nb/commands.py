@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 import torch
+from tqdm.auto import tqdm
 
 from .cli import config_fields
 from .config import DEFAULT_BACKBONE, FIGURE_DPI, IMAGE_SIZE, MAX_IMAGE_PIXELS, CONFIGS, parse_member
@@ -47,13 +48,19 @@ def open_dataset(root:str|Path, # dataset root holding category folders
     return (BTAD if layout == "btad" else MVTecAD)(root, category, split, strict=strict, max_image_pixels=max_image_pixels)
 
 def run_category(model:Detector, # an unfitted detector or ensemble
-                 train:AnomalyDataset, # normal training images (an ensemble holds some out, see `split_normals`)
+                 train:AnomalyDataset, # normal training images
                  test:AnomalyDataset, # labelled test images
+                 holdout:float=0.0, # share of `train` held out of the bank for the threshold (0: none, the paper's protocol)
+                 seed:int=0, # seed of that split
                 ) -> tuple[dict, Prediction]:
-    "Fit `model` on `train`, evaluate on `test`; return the metrics (with the model's report: sizes, timings) and the prediction."
-    model.fit(train)
+    "Fit `model` on `train` (less a held-out share, if asked), evaluate on `test`; return the metrics (with the model's report) and the prediction."
+    held = None
+    if holdout > 0: train, held = split_normals(train, holdout, seed)
+    model.fit(train, held)
     pred = model.predict(test)
-    return {**model.evaluate(test, pred), **model.report()}, pred
+    rule = (f"the largest image score of {len(held)} held-out good training images" if held is not None
+            else "the largest image score of the training images (they are in the bank: optimistic, more good images are flagged)")
+    return {**model.evaluate(test, pred), **model.report(), "threshold": model.threshold, "threshold_rule": rule}, pred
 
 METRIC_COLUMNS = ("image_auroc", "pixel_auroc", "aupro")
 
@@ -225,13 +232,14 @@ def cmd_evaluate(args) -> dict:
     if not test.labels.any():
         raise ValueError(f"the test split of {args.category} has no defective images, so there is nothing to evaluate; "
                          "to fit on good images only and set a threshold, use `reconpatch fit`")
-    m, pred = run_category(model, train, test)
+    if not args.holdout < 1: raise ValueError(f"--holdout must be below 1 (a share of the training images), got {args.holdout}")
+    m, pred = run_category(model, train, test, args.holdout, args.seed if getattr(args, "seed", None) is not None else 0)
     m.update(category=args.category, dataset=args.dataset, image_size=model.transform.crop,
              data_root=str(args.data_root) if args.data_root is not None else "elpv-dataset package")
     with tempfile.TemporaryDirectory(prefix="reconpatch_") as tmp:
         staging = Path(tmp)
         files = {"metrics.json": write_json(m, staging / "metrics.json")}
-        files.update(_staged_overlays(model, test, staging, "overlays", pred))
+        files.update(_staged_overlays(model, test, staging, "overlays", pred, n=len(test)))  # every test image: the user asked about all of them
         if model_path is not None:
             staged_model = model.save(staging / "model.pt")
             if model_rel is not None: files[model_rel] = staged_model
@@ -240,6 +248,8 @@ def cmd_evaluate(args) -> dict:
             check_model_path(model_path)  # still a model of ours (or absent) after the run
             model_path.parent.mkdir(parents=True, exist_ok=True); atomic_copy(staged_model, model_path)
     print(json.dumps({k: m[k] for k in ("image_auroc", "pixel_auroc", "aupro", "f1_max")}, indent=1))
+    print(f"wrote metrics.json and {sum(k.startswith('overlays/') for k in files)} overlays to {out.path}"
+          + (f", the model to {model_path}" if model_path is not None else "") + f"; threshold {model.threshold:.4f}: {m['threshold_rule']}")
     return m
 
 PREDICT_CHUNK = 32 # images read and scored together by `reconpatch predict`
@@ -268,31 +278,41 @@ def cmd_predict(args) -> dict:
     model = load_model(args.model, device=device_of(args))
     images = list(dict.fromkeys(args.images))  # each input once, in command-line order
     out.check_names(["scores.json", "scores.csv"] + [n for i, p in enumerate(images) for n in (heatmap_name(i, p), heatmap_name(i, p).replace("_heatmap.png", "_overlay.png"))])  # conflicts before any image
-    scores, unreadable = {}, {}
+    scores, unreadable, interrupted = {}, {}, False
     with tempfile.TemporaryDirectory(prefix="reconpatch_") as tmp:
         staging, files = Path(tmp), {}
-        for start in range(0, len(images), PREDICT_CHUNK):
-            loaded = []
-            for i, p in enumerate(images[start:start + PREDICT_CHUNK], start):
-                try: loaded.append((i, p, load_image(p, args.max_image_pixels)))
-                except (ValueError, OSError) as e: unreadable[p] = str(e)  # FileNotFoundError is an OSError
-            if not loaded: continue
-            pred = model.predict([img for _, _, img in loaded])
-            for (i, p, img), s, amap in zip(loaded, pred.scores.tolist(), pred.maps):
-                name = heatmap_name(i, p); over = name.replace("_heatmap.png", "_overlay.png")
-                files[name] = staging / name; files[name].write_bytes(png_bytes(amap.numpy()))
-                seen = model.transform.denormalize(model.transform(img)).permute(1, 2, 0).numpy()   # as the model saw it
-                files[over] = staging / over; files[over].write_bytes(overlay_png_bytes(seen, amap.numpy(), model.threshold))
-                scores[p] = {"score": s, "anomalous": s > model.threshold, "heatmap": name, "overlay": over}
+        bar = tqdm(total=len(images), desc="predict", unit="image", disable=True if getattr(args, "quiet", False) else None, leave=False)
+        try:
+            for start in range(0, len(images), PREDICT_CHUNK):
+                loaded = []
+                for i, p in enumerate(images[start:start + PREDICT_CHUNK], start):
+                    try: loaded.append((i, p, load_image(p, args.max_image_pixels)))
+                    except (ValueError, OSError) as e: unreadable[p] = str(e)  # FileNotFoundError is an OSError
+                if loaded:
+                    pred = model.predict([img for _, _, img in loaded])
+                    for (i, p, img), s, amap in zip(loaded, pred.scores.tolist(), pred.maps):
+                        name = heatmap_name(i, p); over = name.replace("_heatmap.png", "_overlay.png")
+                        files[name] = staging / name; files[name].write_bytes(png_bytes(amap.numpy()))
+                        seen = model.transform.denormalize(model.transform(img)).permute(1, 2, 0).numpy()   # as the model saw it
+                        files[over] = staging / over; files[over].write_bytes(overlay_png_bytes(seen, amap.numpy(), model.threshold))
+                        scores[p] = {"score": s, "anomalous": s > model.threshold, "heatmap": name, "overlay": over}
+                bar.update(min(PREDICT_CHUNK, len(images) - start))
+        except KeyboardInterrupt:  # keep the finished chunks: they are written below, then the interrupt goes on
+            if not scores: raise
+            interrupted = True
+        finally: bar.close()
         if not scores:
             raise ValueError(f"none of the {len(images)} images could be scored; first: {next(iter(unreadable.values()))}")
-        files["scores.json"] = write_json({"threshold": model.threshold, "scores": scores, "unreadable": unreadable},
-                                          staging / "scores.json")
+        not_scored = [p for p in images if p not in scores and p not in unreadable]
+        report = {"threshold": model.threshold, "scores": scores, "unreadable": unreadable}
+        if interrupted: report.update(interrupted=True, not_scored=not_scored)
+        files["scores.json"] = write_json(report, staging / "scores.json")
         table = io.StringIO(); w = csv.writer(table)
         w.writerow(["image", "verdict", "score", "threshold", "overlay", "heatmap"])
         for p, v in scores.items(): w.writerow([p, "anomalous" if v["anomalous"] else "normal", f"{v['score']:.6g}", f"{model.threshold:.6g}", v["overlay"], v["heatmap"]])
-        for p, why in unreadable.items(): w.writerow([p, "unreadable", "", f"{model.threshold:.6g}", "", ""])
-        files["scores.csv"] = atomic_write_bytes(table.getvalue().encode(), staging / "scores.csv")
+        for p in unreadable: w.writerow([p, "unreadable", "", f"{model.threshold:.6g}", "", ""])
+        for p in not_scored: w.writerow([p, "not scored (interrupted)", "", f"{model.threshold:.6g}", "", ""])
+        files["scores.csv"] = atomic_write_bytes(table.getvalue().encode(errors="surrogateescape"), staging / "scores.csv")  # a name's undecodable bytes written back as they are on disk
         out.commit(files)
     shown = lambda p: p if p.isprintable() else ascii(p)   # a newline or an undecodable byte in a name stays on one line
     for p, v in scores.items(): print(f"{v['score']:.4f}  {'ANOMALOUS' if v['anomalous'] else 'normal   '}  {shown(p)}")
@@ -300,6 +320,10 @@ def cmd_predict(args) -> dict:
     flagged = sum(v["anomalous"] for v in scores.values())
     print(f"flagged {flagged} of {len(scores)} images as anomalous (threshold {model.threshold:.4f}); "
           f"wrote scores.csv, scores.json, {len(scores)} overlays and heat maps to {out.path}")
+    if interrupted:
+        print(f"reconpatch predict: interrupted after {len(scores)} of {len(images)} images; the {len(not_scored)} not scored "
+              "are listed in scores.json under not_scored", file=sys.stderr)
+        raise KeyboardInterrupt
     return scores
 
 def cmd_export(args) -> dict:

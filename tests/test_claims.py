@@ -46,3 +46,8 @@ def test_readme_recipes_match_the_configs():
 def test_demo_test_set_size_quoted_in_readme():
     n = EMBEDDED_BENCHMARK["n_good"] + EMBEDDED_BENCHMARK["n_per_defect"] * len(DEFECT_TYPES)
     assert f"on {n} test images each" in README
+
+
+def test_readme_shows_the_folder_layout_of_the_help():
+    from reconpatch_nb.cli import LAYOUT
+    assert LAYOUT in README, "README.md does not show the folder layout that `reconpatch evaluate --help` prints"

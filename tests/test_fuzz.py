@@ -53,7 +53,7 @@ def run_cli(*argv, subprocess_=False):
     "Run `reconpatch *argv`; (exit status, stdout, stderr)."
     argv = [str(a) for a in argv]
     if subprocess_:
-        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONIOENCODING": "utf-8:strict"}  # a strict UTF-8 terminal
         code = "import sys; from reconpatch_nb.cli import main; sys.exit(main(sys.argv[1:]))"
         p = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, env=env, timeout=600)
         return p.returncode, p.stdout, p.stderr
@@ -159,6 +159,70 @@ def _two_same_names(ws, shared):
 
 
 def _scores(ws): return json.loads((ws / "out" / "scores.json").read_text())
+
+
+def _alpha_masks(ws):
+    "Masks drawn only in the alpha channel: black RGB, the defect opaque."
+    for m in (ws / "data" / CAT / "ground_truth").rglob("*.png"):
+        a = (np.asarray(Image.open(m).convert("L")) > 0).astype(np.uint8) * 255
+        Image.fromarray(np.dstack([np.zeros(a.shape + (3,), np.uint8), a]), "RGBA").save(m)
+
+
+def _jpeg_masks(ws):
+    "Masks saved as JPEG (under their .png names, as a careless export does): ringing around every edge."
+    for m in (ws / "data" / CAT / "ground_truth").rglob("*.png"):
+        Image.open(m).convert("L").save(m, format="JPEG", quality=75)
+
+
+def _metric_close(ws, s, key, tol):
+    return abs(json.loads((ws / "out" / "metrics.json").read_text())[key] - s["metrics"][key]) < tol
+
+
+def _odd_names(ws, shared, *names):
+    "Test images copied under odd names; predict them all."
+    paths = []
+    for i, n in enumerate(names):
+        shutil.copy(a_test_image(ws, d=("hole", "good")[i % 2]), ws / n); paths.append(ws / n)
+    return pred(ws, shared, *paths)
+
+
+def _one_line_per_image(ws, s, rc, out, err, n):
+    lines = out.strip().splitlines()
+    return len(lines) == n + 1 and lines[-1].startswith("flagged ") and len(_scores(ws)["scores"]) == n
+
+
+def _umask_check(ws, s, rc, out, err):
+    u = os.umask(0); os.umask(u)
+    return all((p.stat().st_mode & 0o777) == (0o666 & ~u) for p in (ws / "out").iterdir() if p.is_file())
+
+
+_ENSEMBLE = {}
+
+
+def _ensemble_file(ws):
+    "An ensemble of two PatchCore members, fitted once and saved; returns its state."
+    if not _ENSEMBLE:
+        rc, _, err = run_cli("evaluate", "--data-root", ws / "data", "--category", CAT, "--quiet", "--out", ws / "ens_out",
+                             "--ensemble", "patchcore@64", "patchcore@72", "--save-model", ws / "ens.pt")
+        assert rc == 0, err
+        _ENSEMBLE.update(torch.load(ws / "ens.pt", weights_only=True))
+        shutil.rmtree(ws / "ens_out"); (ws / "ens.pt").unlink()
+    return dict(_ENSEMBLE)
+
+
+def _ensemble_damaged(ws, shared, change):
+    state = _ensemble_file(ws)
+    torch.save(change(state), ws / "damaged.pt")
+    return ["predict", "--model", ws / "damaged.pt", "--out", ws / "out", a_test_image(ws)]
+
+
+def _drop_member(st):
+    return {**st, "members": st["members"][:1], "member_digests": st["member_digests"][:1]}
+
+
+def _alter_member(st):
+    m = dict(st["members"][1]); m["bank"] = m["bank"] * 1.01
+    return {**st, "members": [st["members"][0], m]}
 
 
 def _hashes(folder: Path) -> dict:
@@ -278,6 +342,30 @@ CASES = {
     "predict: nothing readable": dict(
         setup=lambda ws, s: ((ws / "broken.png").write_bytes(b"not an image"), pred(ws, s, ws / "broken.png", ws / "missing.png"))[1],
         rc=2, err="none of the 2 images could be scored"),
+    "alpha-only masks (black RGB)": dict(
+        setup=lambda ws, s: (_alpha_masks(ws), ev(ws))[1], rc=0,
+        check=lambda ws, s, rc, o, e: _metric_close(ws, s, "pixel_auroc", 1e-9) and "no pixel above" not in e),
+    "JPEG masks": dict(
+        setup=lambda ws, s: (_jpeg_masks(ws), ev(ws))[1], rc=0,
+        check=lambda ws, s, rc, o, e: _metric_close(ws, s, "aupro", 0.01) and "JPEG" in e),
+    "predict: a 230-byte image name": dict(
+        setup=lambda ws, s: _odd_names(ws, s, "n" * 226 + ".png", "ok.png"), rc=0,
+        check=lambda ws, s, rc, o, e: _one_line_per_image(ws, s, rc, o, e, 2)),
+    "predict: a newline in a name": dict(
+        setup=lambda ws, s: _odd_names(ws, s, "two\nlines.png", "ok.png"), rc=0,
+        check=lambda ws, s, rc, o, e: _one_line_per_image(ws, s, rc, o, e, 2) and "'" in o),
+    "predict: a non-UTF-8 name, strict UTF-8 output (subprocess)": dict(
+        setup=lambda ws, s: _odd_names(ws, s, os.fsdecode(b"bad\xffname.png"), "ok.png"), rc=0, subprocess=True,
+        check=lambda ws, s, rc, o, e: _one_line_per_image(ws, s, rc, o, e, 2) and "\\udcff" in o),
+    "output files follow the umask": dict(
+        setup=lambda ws, s: pred(ws, s, a_test_image(ws)), rc=0, check=_umask_check),
+    "model with NaN normal scores": dict(
+        setup=lambda ws, s: _damaged_model(ws, s, lambda st: {**st, "train_scores": torch.full_like(st["train_scores"], float("nan"))}),
+        rc=2, err="NaN"),
+    "ensemble file with a member removed": dict(
+        setup=lambda ws, s: _ensemble_damaged(ws, s, _drop_member), rc=2, err="damaged.pt"),
+    "ensemble file with a member altered": dict(
+        setup=lambda ws, s: _ensemble_damaged(ws, s, _alter_member), rc=2, err="damaged.pt"),
 }
 
 
@@ -313,3 +401,32 @@ def test_elpv_without_its_package(monkeypatch, tmp_path):
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "pip install elpv-dataset" in lines[0], err
     assert not (tmp_path / "out").exists()
+
+
+def test_predict_interrupted_keeps_finished(shared, tmp_path, monkeypatch):
+    "Ctrl-C while `predict` scores its second chunk: exit 130, and the first chunk's scores are committed, the rest listed."
+    from reconpatch_nb import commands
+    make_category(tmp_path / "data", defects=("hole",), n_test=3)
+    images = sorted((tmp_path / "data" / CAT / "test").rglob("*.png"))  # 3 good, 3 hole
+    load = commands.load_model
+    def interrupting_model(*a, **k):
+        model, calls = load(*a, **k), []
+        score = model.predict
+        def predict(imgs):
+            calls.append(len(imgs))
+            if len(calls) == 2: raise KeyboardInterrupt
+            return score(imgs)
+        model.predict = predict
+        return model
+    monkeypatch.setattr(commands, "load_model", interrupting_model)
+    monkeypatch.setattr(commands, "PREDICT_CHUNK", 2)
+    rc, out, err = run_cli(*pred(tmp_path, shared, *images))
+    assert rc == 130 and "Traceback" not in err, err
+    assert "interrupted after 2 of 6 images" in err, err
+    rep = _scores(tmp_path)
+    assert rep["interrupted"] is True and list(rep["scores"]) == [str(p) for p in images[:2]]
+    assert rep["not_scored"] == [str(p) for p in images[2:]]
+    rows = (tmp_path / "out" / "scores.csv").read_text().splitlines()
+    assert len(rows) == 7 and sum("not scored" in r for r in rows) == 4
+    assert read_manifest(tmp_path / "out").files == {"scores.json", "scores.csv"} | {
+        v[k] for v in rep["scores"].values() for k in ("heatmap", "overlay")}, "the committed files are the finished ones"
