@@ -32,11 +32,12 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-from evidence import CATEGORIES, append, done_keys, evaluate, features  # noqa: E402
+from evidence import CATEGORIES, evaluate, features  # noqa: E402
+from reconpatch_nb.benchmark import ResultsFile  # noqa: E402
 from reconpatch_nb.detector import PatchCore  # noqa: E402
 from reconpatch_nb.reconpatch import ReConPatch  # noqa: E402
 
-RESULTS = HERE / "results_ablations.jsonl"
+RESULTS = ResultsFile(HERE / "results_ablations.jsonl")
 RECONPATCH_BANK = ReConPatch().config.coreset_ratio   # 1 %: PatchCore runs with it wherever it is ReConPatch's reference
 # study -> the settings tried; the default of each is among them (so every curve holds the default recipe)
 STUDIES = {
@@ -56,7 +57,7 @@ def record(key, m, fit_s, model, extra=None):
     rec = {"key": key, "dataset": key[0], "category": key[1], "study": key[2], "method": key[3], "setting": key[4],
            "seed": key[5], "metrics": m, "fit_seconds": round(fit_s, 2), "bank": list(model.bank.shape),
            "threads": torch.get_num_threads(), **(extra or {})}
-    append(rec, RESULTS)
+    RESULTS.append(rec)
     print(f"{key}: image AUROC {m['image_auroc']:.4f} fit {fit_s:.0f} s", flush=True)
 
 
@@ -116,7 +117,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     cache = Path(args.cache); cache.mkdir(parents=True, exist_ok=True)
-    done = done_keys(RESULTS)
+    done = RESULTS.done(warn=True)
     for study in args.study:
         for name in args.datasets:
             for category in (args.categories or CATEGORIES[name]):

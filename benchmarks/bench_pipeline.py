@@ -289,11 +289,8 @@ def bench_predict(category, reps, threads) -> list[str]:
         p_train = base.features(train)
         base.fit_features(p_train)
         models[name, "exact"] = base
-        for kind in ("ivf",):
-            other = klass(progress=False, device="cpu", index=kind)
-            if name == "ReConPatch": other.head = base.head; other.build_bank(p_train)  # the same trained f, another index
-            else: other.fit_features(p_train)
-            models[name, kind] = other
+        for kind in ("ivf",):  # the same fitted model (f, bank, normal scores), searched with another index
+            models[name, kind] = klass.from_state(base.to_state(), device="cpu", index=kind)
     ref = models["PatchCore", "exact"]
     paths = [str(it.image_path) for it in test.items]
     bs = ref.config.batch_size

@@ -30,6 +30,7 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
+from reconpatch_nb.benchmark import ResultsFile  # noqa: E402
 from reconpatch_nb.core import atomic_save, safe_load  # noqa: E402
 from reconpatch_nb.data import MVTecAD  # noqa: E402
 from reconpatch_nb.detector import PatchCore  # noqa: E402
@@ -38,7 +39,7 @@ from reconpatch_nb.metrics import compute_metrics  # noqa: E402
 from reconpatch_nb.reconpatch import ReConPatch  # noqa: E402
 from reconpatch_nb.synthetic import EMBEDDED_CATEGORIES, embedded_benchmark_root  # noqa: E402
 
-RESULTS = HERE / "results_evidence.jsonl"
+RESULTS = ResultsFile(HERE / "results_evidence.jsonl")   # one O_APPEND write per run, UTC-stamped; NaN refused (strict JSON)
 PROTOCOL = HERE / "protocol.json"
 CATEGORIES = {"elpv": ELPV_TYPES, "embedded": EMBEDDED_CATEGORIES}
 RATIOS = {"patchcore10": 0.1, "patchcore1": 0.01}
@@ -70,12 +71,6 @@ def features(cache: Path, name: str, category: str, split: str, layers=None, pat
     return out
 
 
-def done_keys(path: Path = RESULTS) -> set:
-    "The keys of the runs already in the results file `path`, each as its JSON text (keys may hold lists)."
-    if not path.exists(): return set()
-    return {json.dumps(json.loads(line)["key"]) for line in path.read_text().splitlines() if line.strip()}
-
-
 def check_protocol(split: str, methods: list, name: str, recipe: dict, path: Path = PROTOCOL) -> None:
     "Refuse a test run unless the committed protocol file exists and names this ReConPatch recipe (one-line SystemExit)."
     if split != "test": return
@@ -85,14 +80,6 @@ def check_protocol(split: str, methods: list, name: str, recipe: dict, path: Pat
     if "reconpatch" in methods and (name, recipe) != (chosen["name"], chosen["recipe"]):
         raise SystemExit(f"evidence: {path.name} chose recipe {chosen['name']!r} {json.dumps(chosen['recipe'])}; "
                          f"refusing a test run of {name!r} {json.dumps(recipe)}")
-
-
-def append(rec: dict, path: Path = RESULTS):
-    "One line per run, stamped with the UTC time, written with a single O_APPEND write (runs may go on in parallel processes)."
-    rec = {**rec, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try: os.write(fd, (json.dumps(rec) + "\n").encode())
-    finally: os.close(fd)
 
 
 def evaluate(model: PatchCore, ev: dict) -> tuple[dict, list, float]:
@@ -117,7 +104,7 @@ def run(args):
     cache = Path(args.cache)
     recipe = json.loads(args.recipe)
     check_protocol(args.split, args.methods, args.name, recipe)
-    done = done_keys()
+    done = RESULTS.done(warn=True)   # keys as JSON text (keys hold lists); a line cut by a kill is skipped
     for name in args.datasets:
         for category in (args.categories or CATEGORIES[name]):
             tr = ev = None
@@ -144,7 +131,7 @@ def run(args):
                            "score_ms_per_image": 1e3 * sec, "bank": list(model.bank.shape),
                            "train_log": [vars(r) if not isinstance(r, dict) else r for r in getattr(model, "train_log", [])],
                            "epoch_metrics": per_epoch, "threads": torch.get_num_threads()}
-                    append(rec); done.add(json.dumps(key))
+                    RESULTS.append(rec); done.add(json.dumps(key))
                     print(f"{name}/{category}/{args.split} {label} seed {seed}: image AUROC {m['image_auroc']:.4f}"
                           f" fit {fit_s:.0f} s", flush=True)
                     del model

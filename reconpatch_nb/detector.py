@@ -325,7 +325,7 @@ class PatchCore(Detector):
                    source:str="state", # where it came from, for messages (a file name)
                    device:str|None=None, # where to run (the bank is moved there); None: the best available
                    progress:bool=False, # progress bars: off unless asked (a loaded model is usually run in a script or a lesson)
-                   index:callable|None=None, # index factory, needed only for a model saved with a custom one
+                   index:str|callable|None=None, # None: the saved kind; another kind of `NearestNeighbourIndex` or a callable bank -> index (required for a model saved with a custom one)
                   ):
         "The model `state` describes, checked field by field; its method must be this class's."
         if not isinstance(state, dict) or state.get("format") != "reconpatch_nb":
@@ -356,7 +356,7 @@ class PatchCore(Detector):
              path:str|Path, # a file written by `save`
              device:str|None=None, # where to run (the bank is moved there); None: the best available
              progress:bool=False, # progress bars: off unless asked
-             index:callable|None=None, # index factory, needed only for a model saved with a custom one
+             index:str|callable|None=None, # None: the saved kind; another kind of `NearestNeighbourIndex` or a callable bank -> index (required for a model saved with a custom one)
             ):
         "Load a model written by `save` (safely: tensors and plain values only)."
         return cls.from_state(safe_load(path), source=str(path), device=device, progress=progress, index=index)

@@ -79,7 +79,9 @@ def _adamp_projection(p:Tensor, grad:Tensor, perturb:Tensor, delta:float, eps:fl
 class SyncFreeAdamP(torch.optim.Optimizer):
     "AdamP (as `timm.optim.AdamP`, without nesterov/caution) whose projection test never reads a device value."
     def __init__(self, params, # parameters or parameter groups
-                 lr:float=1e-3, betas:tuple=(0.9, 0.999), eps:float=1e-8, weight_decay:float=0,
+                 *, lr:float, # learning rate: `TrainConfig.lr` (no default here: the config owns it)
+                 weight_decay:float, # `TrainConfig.weight_decay`
+                 betas:tuple=(0.9, 0.999), eps:float=1e-8, # Adam's moment decays and denominator guard
                  delta:float=0.1, # cosine threshold (times 1/sqrt(dim)) of the scale-invariance test
                  wd_ratio:float=0.1, # weight decay factor for projected (scale-invariant) weights
                 ):

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from reconpatch_nb.benchmark import ResultsFile
+
 ROOT = Path(__file__).resolve().parents[1]
 spec = importlib.util.spec_from_file_location("evidence", ROOT / "benchmarks" / "evidence.py")
 evidence = importlib.util.module_from_spec(spec); spec.loader.exec_module(evidence)
@@ -13,9 +15,16 @@ evidence = importlib.util.module_from_spec(spec); spec.loader.exec_module(eviden
 
 def test_committed_protocol_names_a_validated_recipe():
     chosen = json.loads(evidence.PROTOCOL.read_text())["chosen"]
-    runs = [json.loads(l) for l in evidence.RESULTS.read_text().splitlines()]
+    runs = [json.loads(l) for l in evidence.RESULTS.path.read_text().splitlines()]
     val = {r["method"]: r["recipe"] for r in runs if r["split"] == "val" and r["method"].startswith("reconpatch:")}
     assert val[f"reconpatch:{chosen['name']}"] == chosen["recipe"]
+
+
+def test_committed_results_read_by_both():
+    "The committed file is plain JSON lines: a line-by-line `json.loads` and `ResultsFile` see the same runs."
+    plain = [json.loads(l) for l in evidence.RESULTS.path.read_text().splitlines() if l.strip()]
+    assert isinstance(evidence.RESULTS, ResultsFile) and len(plain) > 0
+    assert [r["key"] for r in evidence.RESULTS.records()] == list({json.dumps(r["key"]): r["key"] for r in plain}.values())
 
 
 def test_guard(tmp_path):
@@ -33,7 +42,10 @@ def test_guard(tmp_path):
 
 
 def test_append_stamps_time(tmp_path):
-    out = tmp_path / "r.jsonl"
-    evidence.append({"key": [1]}, out); evidence.append({"key": [2]}, out)
-    rows = [json.loads(l) for l in out.read_text().splitlines()]
+    "What `run` appends goes through the package's `ResultsFile`: UTC-stamped, one line each, NaN refused before a write."
+    out = ResultsFile(tmp_path / "r.jsonl")
+    out.append({"key": [1]}); out.append({"key": [2]})
+    rows = [json.loads(l) for l in out.path.read_text().splitlines()]
     assert [r["key"] for r in rows] == [[1], [2]] and all(len(r["time"]) == 20 and r["time"].endswith("Z") for r in rows)
+    with pytest.raises(ValueError): out.append({"key": [3], "loss": float("nan")})
+    assert out.done() == {"[1]", "[2]"}
