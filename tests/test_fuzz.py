@@ -53,7 +53,8 @@ def run_cli(*argv, subprocess_=False):
     "Run `reconpatch *argv`; (exit status, stdout, stderr)."
     argv = [str(a) for a in argv]
     if subprocess_:
-        env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONIOENCODING": "utf-8:strict"}  # a strict UTF-8 terminal
+        env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONIOENCODING": "utf-8:strict",  # a strict UTF-8 terminal
+               "HF_HUB_OFFLINE": "1"}  # no downloads: the package promises to work offline
         code = "import sys; from reconpatch_nb.cli import main; sys.exit(main(sys.argv[1:]))"
         p = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, env=env, timeout=600)
         return p.returncode, p.stdout, p.stderr
@@ -359,6 +360,8 @@ CASES = {
         check=lambda ws, s, rc, o, e: _one_line_per_image(ws, s, rc, o, e, 2) and "\\udcff" in o),
     "output files follow the umask": dict(
         setup=lambda ws, s: pred(ws, s, a_test_image(ws)), rc=0, check=_umask_check),
+    "the paper's backbone offline, without --checkpoint (subprocess)": dict(
+        setup=lambda ws, s: ev(ws, "--backbone", "wide_resnet50_2"), rc=2, err="--checkpoint PATH", subprocess=True),
     "model with NaN normal scores": dict(
         setup=lambda ws, s: _damaged_model(ws, s, lambda st: {**st, "train_scores": torch.full_like(st["train_scores"], float("nan"))}),
         rc=2, err="NaN"),
