@@ -61,7 +61,7 @@ class FeatureEvolutionWidget(FigureWidget):
         if not layouts or not colourings: raise ValueError("layouts and colourings must both be non-empty")
         self.layouts, self.colourings = layouts, colourings
         self.lim = max(float(np.abs(Y).max()) for Y in layouts.values()) * 1.05
-        # 400 px (not the default 300): the readout then shows a frame name up to ~18 characters ("f(p), epoch 8") in full
+        # 400 px, not the default 300: room for the readout (clipped at 148 px) to show a name like "f(p), epoch 8" in full
         self.frame = widgets.SelectionSlider(options=list(layouts), description="frame", continuous_update=False,
                                              layout=widgets.Layout(width="400px"), style={"description_width": "initial"})
         self.colour = widgets.Dropdown(options=list(colourings), description="colour by")

@@ -12,8 +12,9 @@ Then, for the toy `ThresholdWidget` (a FloatSlider) and the toy `FeatureEvolutio
 SelectionSlider), it focuses the slider's handle, presses an arrow key, and
 checks that the slider's readout and the PNG shown in the widget's output area both change: the widget
 is live (the kernel redrew the figure), not a stored picture. The readout must show its whole value
-(the toy frames are named like the real ones, "f(p), epoch 1", which the default 300 px slider cut to
-"f(p), epoch").
+(its text not clipped); the toy frames are named like the real ones ("f(p), epoch 1"), which a reader
+saw cut to "f(p), epoch". Here (headless Chromium, 1400 px) the check also passes with the old 300 px
+slider: it guards against a clipped readout, it did not reproduce that report.
 
 The server and its kernel are stopped at the end (process group: SIGTERM, then SIGKILL). Without
 Chromium or Playwright the test skips, except under CI=1/true where it fails. Screenshots go to artifacts/.
