@@ -183,13 +183,13 @@ def draw_layout(ax:plt.Axes, # where to draw (cleared first)
         if legend:
             present = np.unique(v)
             ax.legend([Line2D([], [], ls="", marker="o", color=OKABE_ITO[k]) for k in present],
-                      [colouring.categories[k] for k in present], fontsize=8, loc="upper right", markerscale=1, framealpha=0.8)
+                      [colouring.categories[k] for k in present], fontsize=9, loc="upper right", markerscale=1, framealpha=0.8)
     else:
         sc = ax.scatter(*Y[order].T, c=v[order], cmap="viridis", s=size, linewidths=0)
     lim = lim if lim is not None else float(np.abs(Y).max()) * 1.05
     ax.set_xlim(-lim, lim); ax.set_ylim(-lim, lim); ax.set_aspect("equal")
     ax.set_xlabel("embedding 1", fontsize=9); ax.set_ylabel("embedding 2", fontsize=9)
-    ax.tick_params(labelsize=8); ax.set_title(frame, fontsize=10)
+    ax.tick_params(labelsize=9); ax.set_title(frame, fontsize=10)
     return sc
 
 def plot_frames(layouts:dict, # {frame: (N, 2) layout} from `embed_frames`

@@ -61,7 +61,9 @@ class FeatureEvolutionWidget(FigureWidget):
         if not layouts or not colourings: raise ValueError("layouts and colourings must both be non-empty")
         self.layouts, self.colourings = layouts, colourings
         self.lim = max(float(np.abs(Y).max()) for Y in layouts.values()) * 1.05
-        self.frame = widgets.SelectionSlider(options=list(layouts), description="frame", continuous_update=False)
+        # 400 px, not the default 300: room for the readout (clipped at 148 px) to show a name like "f(p), epoch 8" in full
+        self.frame = widgets.SelectionSlider(options=list(layouts), description="frame", continuous_update=False,
+                                             layout=widgets.Layout(width="400px"), style={"description_width": "initial"})
         self.colour = widgets.Dropdown(options=list(colourings), description="colour by")
         super().__init__([self.frame, self.colour], figsize=(size * 1.25, size))
         self.ax = self.fig.add_subplot(1, 1, 1)
@@ -112,14 +114,14 @@ class ThresholdWidget(FigureWidget):
         self.f1_text.value = f"<b>F1 this image: {self.f1:.3f}</b> &nbsp; pixel F1 over all {len(self.maps)} images: {self.f1_all:.3f}"
         a0, a1, a2 = self.axs
         for ax in self.axs: ax.clear(); ax.set_xticks([]); ax.set_yticks([])
-        a0.imshow(img); a0.set_title(f"{self.image.label}", fontsize=8)
+        a0.imshow(img); a0.set_title(f"{self.image.label}", fontsize=9)
         a1.imshow(img); a1.imshow(a, cmap="magma", alpha=0.55, vmin=self.threshold.min, vmax=self.threshold.max)
-        a1.set_title("anomaly map", fontsize=8)
+        a1.set_title("anomaly map", fontsize=9)
         a2.imshow(self.pred_mask, cmap="cividis", vmin=0, vmax=1)
-        a2.set_title(f"mask at τ = {t:.3f}: F1 {self.f1:.2f}", fontsize=8)
+        a2.set_title(f"mask at τ = {t:.3f}: F1 {self.f1:.2f}", fontsize=9)
         for ax in self.axs:
             if gt.any(): ax.contour(gt, levels=[0.5], colors=OKABE_ITO[4], linewidths=0.8)
-        a0.set_xlabel("blue: ground truth", fontsize=7)
+        a0.set_xlabel("blue: ground truth", fontsize=9)
 
     @classmethod
     def from_model(cls, model, # a fitted detector
@@ -172,7 +174,7 @@ class PatchExplainWidget(FigureWidget):
         self.image = widgets.Dropdown(options=[(nm, i) for i, nm in enumerate(names or [f"test {i}" for i in range(n)])], description="image")
         self.row = widgets.IntSlider(value=h // 2, min=0, max=h - 1, description="row", continuous_update=False)
         self.col = widgets.IntSlider(value=w // 2, min=0, max=w - 1, description="column", continuous_update=False)
-        super().__init__([self.image, self.row, self.col], figsize=(1.6 * (k + 2), 2.2))
+        super().__init__([self.image, self.row, self.col], figsize=(1.6 * (k + 2), 2.6))
         self.axs = self.fig.subplots(1, k + 2)
         self.update()
 
@@ -189,14 +191,14 @@ class PatchExplainWidget(FigureWidget):
         self.axs[0].imshow(img)
         _, (y0, y1, x0, x1) = crop_cell(img, self.grid, r, c, 0)
         self.axs[0].add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, ec=OKABE_ITO[3], lw=1.5))
-        self.axs[0].set_title(f"{self.image.label}", fontsize=7)
+        self.axs[0].set_title(f"{self.image.label}", fontsize=9)
         self.axs[1].imshow(crop_cell(img, self.grid, r, c, self.context)[0])
-        self.axs[1].set_title(f"test patch ({r}, {c})\nscore s = {dist[0]:.2f}", fontsize=7)
+        self.axs[1].set_title(f"test patch ({r}, {c})\nscore s = {dist[0]:.2f}", fontsize=9)
         for j, (d, (t, rr, cc)) in enumerate(zip(dist, src)):
             self.axs[2 + j].imshow(crop_cell(to_hwc(self.train_images[t]), self.grid, rr, cc, self.context)[0])
-            self.axs[2 + j].set_title(f"#{j + 1}: d = {d:.2f}\ntrain {t} ({rr}, {cc})", fontsize=7)
-        self.axs[0].set_xlabel("orange box: the patch", fontsize=7)
-        self.axs[2].set_xlabel("nearest memory-bank patches", fontsize=7)
+            self.axs[2 + j].set_title(f"#{j + 1}: d = {d:.2f}\ntrain {t} ({rr}, {cc})", fontsize=9)
+        self.axs[0].set_xlabel("orange box: the patch", fontsize=9)
+        self.axs[2].set_xlabel("nearest bank patches", fontsize=9)
 
     @classmethod
     def from_model(cls, model, # a fitted detector (its `bank`, `embed`, `features`, `transform`)

@@ -11,7 +11,10 @@ idle, with no error output (a failing cell, such as the notebook's own widget te
 Then, for the toy `ThresholdWidget` (a FloatSlider) and the toy `FeatureEvolutionWidget` (a
 SelectionSlider), it focuses the slider's handle, presses an arrow key, and
 checks that the slider's readout and the PNG shown in the widget's output area both change: the widget
-is live (the kernel redrew the figure), not a stored picture.
+is live (the kernel redrew the figure), not a stored picture. The readout must show its whole value
+(its text not clipped); the toy frames are named like the real ones ("f(p), epoch 1"), which a reader
+saw cut to "f(p), epoch". Here (headless Chromium, 1400 px) the check also passes with the old 300 px
+slider: it guards against a clipped readout, it did not reproduce that report.
 
 The server and its kernel are stopped at the end (process group: SIGTERM, then SIGKILL). Without
 Chromium or Playwright the test skips, except under CI=1/true where it fails. Screenshots go to artifacts/.
@@ -203,6 +206,9 @@ def test_widgets_live_in_jupyterlab(browser, lab):  # browser first: skip before
             assert after[0] != before[0], f"{label!r} slider did not move on {key}: readout stays {before[0]!r}"
             assert after[1].startswith("data:image/png"), f"{label!r} widget shows no PNG after the move"
             assert after[1] != before[1], f"{label!r} slider moved ({before[0]} -> {after[0]}) but the figure did not change"
+            # the readout shows the whole value ("f(p), epoch 1", not "f(p), epoch"): its text is not clipped
+            clip = box.locator(".widget-readout").first.evaluate("e => [e.scrollWidth, e.clientWidth]")
+            assert clip[0] <= clip[1], f"{label!r} slider's readout {after[0]!r} is cut: {clip[0]} px of text in {clip[1]} px"
             print(f"{label}: {before[0]} -> {after[0]}, figure PNG changed ({len(before[1])} -> {len(after[1])} chars)")
         assert not errors, f"script errors in JupyterLab: {errors}"
     finally:
