@@ -394,14 +394,16 @@ def main():
         prev_cmd = re.search(r"Command: `([^`]+)`", prev)
         for chunk in re.split(r"\n(?=## \d\. )", prev)[1:]:
             num = chunk[3]
-            old[num] = chunk.rstrip().splitlines() + ["", f"_(Section kept from an earlier run: "
-                                                          f"`{prev_cmd.group(1) if prev_cmd else '?'}`; see its load above.)_"]
+            kept_before = "_(Section kept from an earlier run" in chunk  # already says which run made it
+            old[num] = chunk.rstrip().splitlines() + ([] if kept_before else ["", f"_(Section kept from an earlier run: "
+                                                          f"`{prev_cmd.group(1) if prev_cmd else '?'}`; see its load above.)_"])
     new = {sec[0][3]: sec for sec in sections}
     merged = [new.get(k) or old.get(k) for k in "1234" if new.get(k) or old.get(k)]
     if old:
-        head.insert(-1, "Sections marked as kept come from the earlier full run, whose header said: " +
-                    " ".join(l for l in Path(a.out).read_text().splitlines() if l.startswith(("Command:", "Machine:", "Load")))
-                    .replace("  ", " "))
+        prev_lines = Path(a.out).read_text().splitlines()
+        earlier = [l for l in prev_lines if l.startswith("Sections marked as kept")]  # the run that made the kept sections
+        head.insert(-1, earlier[0] if earlier else "Sections marked as kept come from the earlier full run, whose header said: " +
+                    " ".join(l for l in prev_lines if l.startswith(("Command:", "Machine:", "Load"))).replace("  ", " "))
     text = "\n".join(head + [line for sec in merged for line in sec + [""]])
     Path(a.out).write_text(text)
     print(f"wrote {a.out}")
