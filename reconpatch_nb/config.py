@@ -220,7 +220,7 @@ class PatchCoreConfig(ConfigBase):
     checkpoint: str|None = option(None, Optional(Text()), "local weights file for the backbone (e.g. a wide_resnet50_2 state dict)")
     batch_size: int = option(16, Int(1), "images per forward pass")
     seed: int = option(0, SEED, "seed of the coreset (and of training)")
-    index: str = option("exact", Choice(*INDEX_KINDS, "custom"), "nearest-neighbour search", cli=False)
+    index: str = option("auto", Choice(*INDEX_KINDS, "auto", "custom"), "nearest-neighbour search (auto: IVF when its recall checked at fit time is >= 99.9 %, else exact)", cli=False)
 
     def __post_init__(self):
         super().__post_init__()

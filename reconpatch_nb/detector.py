@@ -21,10 +21,10 @@ from .coreset import ApproximateGreedyCoreset, CoresetSampler
 from .data import AnomalyDataset, ImageTransform, Item
 from .features import PatchFeatureExtractor, backbone_mean_std, extract_features, iter_features
 from .metrics import compute_metrics
-from .scoring import REWEIGHT_B, AnomalyScorer, IndexSearch, NearestNeighbourIndex
+from .scoring import REWEIGHT_B, AnomalyScorer, IndexSearch, NearestNeighbourIndex, choose_index
 
 # %% auto #0
-__all__ = ['FORMAT_VERSION', 'Prediction', 'Detector', 'check_finite', 'PatchCore', 'evaluate_prediction']
+__all__ = ['FORMAT_VERSION', 'CHECK_PATCHES', 'Prediction', 'Detector', 'check_finite', 'PatchCore', 'evaluate_prediction']
 
 # %% ../nbs/06_detector.ipynb #bb690205
 @dataclass
@@ -99,6 +99,8 @@ class _Images(torch.utils.data.Dataset):
     def __len__(self): return len(self.images)
     def __getitem__(self, i): return {"image": self.transform_(self.images[i])}
 
+CHECK_PATCHES = 10_000 # normal patches on which `index="auto"` measures the recall of IVF (seeded sample)
+
 class PatchCore(Detector):
     "PatchCore anomaly detector: frozen patch features, coreset memory bank, nearest-neighbour scoring."
     method = "patchcore"
@@ -106,7 +108,7 @@ class PatchCore(Detector):
 
     def __init__(self,
                  sampler:CoresetSampler|None=None, # memory-bank sampler; None: `ApproximateGreedyCoreset(coreset_ratio, seed)`
-                 index:str|callable|None=None, # kind of `NearestNeighbourIndex`, or a callable bank -> index; None: "exact"
+                 index:str|callable|None=None, # "auto" (chosen at fit time), a kind of `NearestNeighbourIndex`, or a callable bank -> index; None: the config's ("auto")
                  device:str|None=None, # 'cpu', 'cuda' or None for the best available; the bank lives there
                  progress:bool=True, # progress bars (tqdm switches them off when the output is not a terminal)
                  config:PatchCoreConfig|None=None, # a whole config; fields given by name below change it
@@ -198,7 +200,7 @@ class PatchCore(Detector):
         t0 = time.perf_counter()
         self._fit_representation(p)
         t1 = time.perf_counter()
-        self.build_bank(p)
+        self.build_bank(p, p_val)
         t2 = time.perf_counter()
         # scores of normal images, for thresholds: from the validation features if given, else the training ones
         normal = p if p_val is None else p_val
@@ -220,23 +222,47 @@ class PatchCore(Detector):
         self.config = self.config.replace(coreset_ratio=coreset_ratio)
         self.sampler = ApproximateGreedyCoreset(coreset_ratio, seed=self.config.seed, device=self.device,
                                                 progress=None if self.progress else False)
-        self.build_bank(p)
+        self.build_bank(p, p_val)
         normal = p if p_val is None else p_val
         self.train_scores = self._normal_scores(normal)
         return self
 
-    def build_bank(self, p:Tensor): # (n, h, w, C') frozen training features
-        "Memory bank: the sampler's coreset of the embedded training patches, and where each entry came from."
+    def build_bank(self,
+                   p:Tensor, # (n, h, w, C') frozen training features
+                   p_val:Tensor|None=None, # (m, h, w, C') held-out normal features: the index's check patches come from them
+                  ):
+        "Memory bank: the sampler's coreset of the embedded training patches, and where each entry came from; its index (`index='auto'`: chosen on check patches)."
         with torch.no_grad(): e = self.embed(p.reshape(-1, p.shape[-1]).to(self.device)).float()
         idx = self.sampler(e).to(e.device)
-        self._set_bank(e[idx])
+        self._set_bank(e[idx], self._check_patches(e, idx, p_val) if self.config.index == "auto" else None)
         h, w = p.shape[1:3]  # provenance (training image, row, column) of each entry, for explanations
         self.bank_source = torch.stack([idx // (h * w), (idx // w) % h, idx % w], 1).cpu()
 
-    def _set_bank(self, bank:Tensor):
+    def _check_patches(self,
+                       e:Tensor, # (n h w, D) embedded training patches
+                       idx:Tensor, # the bank's rows of `e`
+                       p_val:Tensor|None, # held-out normal features, or None
+                      ) -> Tensor: # (<= CHECK_PATCHES, D) normal patches not in the bank, for `choose_index`
+        "A seeded sample of held-out normal patches (embedded), or, without held-out images, of training patches not in the bank."
+        held_out = p_val is not None and len(p_val) > 0
+        if held_out: pool = p_val.reshape(-1, p_val.shape[-1])
+        else:
+            keep = torch.ones(len(e), dtype=torch.bool, device=e.device); keep[idx] = False
+            pool = e[keep]
+        pick = torch.randperm(len(pool), generator=torch.Generator().manual_seed(self.config.seed))[:CHECK_PATCHES]
+        return self.embed(pool[pick.to(pool.device)]).float() if held_out else pool[pick.to(pool.device)]
+
+    def _set_bank(self,
+                  bank:Tensor, # (M, D) the memory bank
+                  check:Tensor|None=None, # (n, D) check patches for `index='auto'` (None: exact search)
+                  choice:dict|None=None, # a saved `NearestNeighbourIndex.choice()` to rebuild instead
+                 ):
         "Keep the bank, build its search index and the scoring graph that `predict` runs (and `export_onnx` exports)."
         self.bank = bank.detach().float().to(self.device).contiguous()  # on the model's device: the search runs there
-        self.index = self.index_factory(self.bank) if self.index_factory else NearestNeighbourIndex(self.bank, self.config.index)
+        if self.index_factory: self.index = self.index_factory(self.bank)
+        elif choice is not None: self.index = NearestNeighbourIndex.from_choice(self.bank, choice)
+        elif self.config.index == "auto": self.index = choose_index(self.bank, check)
+        else: self.index = NearestNeighbourIndex(self.bank, self.config.index)
         neighbours = self.index.query(self.bank, k=min(REWEIGHT_B, len(self.bank)))[1] if self.config.reweight else None
         self.scorer = AnomalyScorer(self.embedder(), IndexSearch(self.index), self.bank, self.config.image_size,
                                     self.config.blur_sigma, neighbours).eval()
@@ -317,7 +343,8 @@ class PatchCore(Detector):
                 "method": self.method, "config": self.config.to_dict(),
                 "bank": check_finite("the memory bank", self.bank, "save").cpu(),
                 "train_scores": check_finite("the normal scores", self.train_scores, "save").cpu(),
-                "bank_source": self.bank_source.cpu(), "extra": self._extra_state()}
+                "bank_source": self.bank_source.cpu(), "extra": self._extra_state(),
+                **({"index": self.index.choice()} if self.config.index == "auto" else {})}
 
     @classmethod
     def from_state(cls,
@@ -347,7 +374,7 @@ class PatchCore(Detector):
         except ValueError as e: raise ValueError(f"{source}: bad config: {e}") from e
         for name, x in (("the memory bank", state["bank"]), ("the normal scores", state["train_scores"])): check_finite(name, x, source)
         model._load_extra_state(state["extra"])
-        model._set_bank(state["bank"])
+        model._set_bank(state["bank"], choice=state.get("index") if model.config.index == "auto" else None)  # none saved: exact
         model.train_scores, model.bank_source = state["train_scores"], state["bank_source"]
         return model
 

@@ -23,8 +23,9 @@ except ImportError:  # faiss-cpu is a requirement, but the torch search below wo
     faiss = None
 
 # %% auto #0
-__all__ = ['REWEIGHT_B', 'knn_torch', 'NearestNeighbourIndex', 'patch_scores', 'image_scores', 'anomaly_maps', 'mad_standardize',
-           'gaussian_kernel1d', 'reflect_index', 'gaussian_blur', 'ExactSearch', 'IndexSearch', 'AnomalyScorer']
+__all__ = ['IVF_MIN_BANK', 'NPROBES', 'TARGET_RECALL', 'REWEIGHT_B', 'knn_torch', 'NearestNeighbourIndex', 'ivf_recall',
+           'choose_index', 'patch_scores', 'image_scores', 'anomaly_maps', 'mad_standardize', 'gaussian_kernel1d',
+           'reflect_index', 'gaussian_blur', 'ExactSearch', 'IndexSearch', 'AnomalyScorer']
 
 # %% ../nbs/04_scoring.ipynb #05ae5cf4
 def knn_torch(x:Tensor, # (N, D) queries
@@ -44,34 +45,44 @@ def knn_torch(x:Tensor, # (N, D) queries
 
 # %% ../nbs/04_scoring.ipynb #c68e6c2c
 class NearestNeighbourIndex:
-    "Nearest-neighbour search in a memory bank behind one `query`: exact (torch or faiss `IndexFlatL2`) or faiss IVF."
+    "Nearest-neighbour search in a memory bank behind one `query`: exact (torch or faiss `IndexFlatL2`) or IVF (k-means cells searched with matrix products)."
     def __init__(self,
-                 bank:Tensor, # (M, D) memory bank features; the torch search runs on its device
+                 bank:Tensor, # (M, D) memory bank features; the torch and IVF searches run on its device
                  kind:str="exact", # one of `INDEX_KINDS`
                  chunk:int=4096, # query block size of the torch search (memory: chunk x M floats)
                  nlist:int|None=None, # IVF cells; None: about 4 sqrt(M), at most M / 39 (faiss wants 39 points per cell)
                  nprobe:int=8, # IVF cells visited per query (recall vs speed)
+                 centroids:Tensor|None=None, # (nlist, D) IVF cell centres (e.g. from a saved model); None: faiss k-means on the bank
                 ):
         check_features(bank, name="bank")
         if kind not in INDEX_KINDS: raise ValueError(f"kind must be one of {INDEX_KINDS}, got {kind!r}")
         if kind == "exact": kind = "faiss" if faiss is not None and bank.device.type == "cpu" else "torch"
-        if kind in ("faiss", "ivf") and faiss is None:
+        if faiss is None and (kind == "faiss" or kind == "ivf" and centroids is None):
             raise ValueError(f"kind={kind!r} needs faiss, which is not installed (pip install faiss-cpu)")
         if not isinstance(chunk, int) or chunk < 1: raise ValueError(f"chunk must be a positive integer, got {chunk!r}")
         self.bank, self.kind, self.chunk = bank.detach(), kind, chunk
+        self.recall, self.n_check = (1.0, 0) if kind != "ivf" else (None, 0)  # recall@1 measured by `choose_index` (exact: 1)
         if kind == "torch": return
-        host = np.ascontiguousarray(self.bank.float().cpu().numpy())  # faiss: C-contiguous float32 on the CPU
-        M, D = host.shape
-        if kind == "faiss": self.faiss_index = faiss.IndexFlatL2(D)
-        else:
-            self.nlist = nlist if nlist is not None else max(1, min(round(4 * math.sqrt(M)), M // 39))
-            if not isinstance(self.nlist, int) or not 1 <= self.nlist <= M:
-                raise ValueError(f"nlist must be an integer between 1 and the bank size {M}, got {nlist!r}")
-            if not isinstance(nprobe, int) or nprobe < 1: raise ValueError(f"nprobe must be a positive integer, got {nprobe!r}")
-            self.faiss_index = faiss.IndexIVFFlat(faiss.IndexFlatL2(D), D, self.nlist)
-            self.faiss_index.train(host)  # k-means on the bank (faiss's fixed default seed: deterministic)
-            self.faiss_index.nprobe = self.nprobe = min(nprobe, self.nlist)
-        self.faiss_index.add(host)
+        M, D = self.bank.shape
+        if kind == "faiss":
+            self.faiss_index = faiss.IndexFlatL2(D)  # faiss: C-contiguous float32 on the CPU
+            self.faiss_index.add(np.ascontiguousarray(self.bank.float().cpu().numpy())); return
+        if centroids is not None: nlist = len(centroids)
+        self.nlist = nlist if nlist is not None else max(1, min(round(4 * math.sqrt(M)), M // 39))
+        if not isinstance(self.nlist, int) or not 1 <= self.nlist <= M:
+            raise ValueError(f"nlist must be an integer between 1 and the bank size {M}, got {nlist!r}")
+        if not isinstance(nprobe, int) or nprobe < 1: raise ValueError(f"nprobe must be a positive integer, got {nprobe!r}")
+        if centroids is None:  # k-means on the bank (faiss's fixed default seed: deterministic)
+            quantizer = faiss.IndexFlatL2(D)
+            faiss.IndexIVFFlat(quantizer, D, self.nlist).train(np.ascontiguousarray(self.bank.float().cpu().numpy()))
+            centroids = torch.from_numpy(quantizer.reconstruct_n(0, self.nlist))
+        if tuple(centroids.shape) != (self.nlist, D): raise ValueError(f"centroids must have shape {(self.nlist, D)}, got {tuple(centroids.shape)}")
+        self.centroids, self.nprobe = centroids.to(self.bank.device, torch.float32).contiguous(), min(nprobe, self.nlist)
+        cell = knn_torch(self.bank.float(), self.centroids, k=1, chunk=chunk)[1][:, 0]  # the cell of every bank row
+        self.order = torch.argsort(cell, stable=True)                                 # bank rows grouped by cell
+        self.cells = self.bank.float()[self.order].contiguous()
+        self.cells_sq = self.cells.pow(2).sum(1)
+        self.starts = [0] + torch.bincount(cell, minlength=self.nlist).cumsum(0).tolist()
 
     def __len__(self): return self.bank.shape[0]
     def __repr__(self):
@@ -91,11 +102,81 @@ class NearestNeighbourIndex:
         if self.kind == "torch":  # on the bank's device: a GPU bank never leaves the GPU
             d, i = knn_torch(x.detach(), self.bank, k=int(k), chunk=self.chunk)
             return d.to(x.device), i.to(x.device)
+        if self.kind == "ivf":
+            d, i = self._ivf_query(x.detach().to(self.bank.device, torch.float32), int(k))
+            return d.to(x.device), i.to(x.device)
         d2, i = self.faiss_index.search(np.ascontiguousarray(x.detach().float().cpu().numpy()), int(k))
-        if self.kind == "ivf" and (i < 0).any():  # fewer than k points in the probed cells (tiny banks): pad
-            d2, i = np.where(i < 0, np.float32(np.inf), d2), np.where(i < 0, i.max(), i)
         d = torch.from_numpy(d2).clamp_min(0).sqrt()  # faiss returns squared L2
         return d.to(x.device), torch.from_numpy(i).to(x.device)
+
+    def _ivf_query(self, x:Tensor, k:int) -> tuple[Tensor, Tensor]:
+        "IVF: each query is compared with the bank rows of its `nprobe` nearest cells, one matrix product per cell."
+        probes = knn_torch(x, self.centroids, k=self.nprobe, chunk=self.chunk)[1]   # (N, nprobe) cells to visit
+        pairs = probes.reshape(-1).argsort(stable=True)                             # (query, cell) pairs grouped by cell
+        per_cell = torch.bincount(probes.reshape(-1), minlength=self.nlist).tolist()
+        x_sq = x.pow(2).sum(1)
+        best_d = x.new_full((len(x), k), float("inf")); best_i = torch.zeros(len(x), k, dtype=torch.long, device=x.device)
+        for c, q in enumerate((pairs // self.nprobe).split(per_cell)):
+            lo, hi = self.starts[c], self.starts[c + 1]
+            if len(q) == 0 or hi == lo: continue
+            d2 = (x_sq[q, None] + self.cells_sq[None, lo:hi]).addmm_(x[q], self.cells[lo:hi].T, alpha=-2)
+            d2, j = d2.topk(min(k, hi - lo), dim=1, largest=False)
+            if k == 1:
+                better = d2 < best_d[q]
+                best_d[q] = torch.where(better, d2, best_d[q]); best_i[q] = torch.where(better, self.order[lo + j], best_i[q])
+            else:
+                cand_d, cand_i = torch.cat([best_d[q], d2], 1), torch.cat([best_i[q], self.order[lo + j]], 1)
+                best_d[q], pos = cand_d.topk(k, dim=1, largest=False); best_i[q] = cand_i.gather(1, pos)
+        missing = torch.isinf(best_d)  # fewer than k rows in the probed cells (tiny banks): repeat the nearest found
+        best_i = torch.where(missing, best_i[:, :1], best_i)
+        return best_d.clamp_min(0).sqrt(), best_i
+
+    def choice(self) -> dict:
+        "What was chosen and measured, as plain values and tensors (a saved model keeps it; `from_choice` rebuilds the index)."
+        out = {"kind": "ivf" if self.kind == "ivf" else "exact", "recall": self.recall, "n_check": self.n_check}
+        if self.kind == "ivf": out.update(nlist=self.nlist, nprobe=self.nprobe, centroids=self.centroids.cpu())
+        return out
+
+    @classmethod
+    def from_choice(cls, bank:Tensor, choice:dict, chunk:int=4096) -> NearestNeighbourIndex:
+        "The index `choice()` describes, on `bank` (no k-means: the IVF cells are the saved centroids)."
+        if choice.get("kind") not in ("exact", "ivf"): raise ValueError(f"index choice kind must be 'exact' or 'ivf', got {choice.get('kind')!r}")
+        index = (cls(bank, "ivf", chunk=chunk, nprobe=int(choice["nprobe"]), centroids=choice["centroids"])
+                 if choice["kind"] == "ivf" else cls(bank, "exact", chunk=chunk))
+        index.recall, index.n_check = choice.get("recall", index.recall), int(choice.get("n_check", 0))
+        return index
+
+# %% ../nbs/04_scoring.ipynb #ivfchoose02
+IVF_MIN_BANK = 2000 # smallest bank for which `choose_index` tries IVF (below it, exact search is cheap and IVF cells tiny)
+NPROBES = (1, 2, 4, 8, 16) # the nprobe values `choose_index` tries, cheapest first
+TARGET_RECALL = 0.999 # recall@1 an IVF index must reach on the check patches to be chosen
+
+def ivf_recall(index:NearestNeighbourIndex, # the approximate index
+               check:Tensor, # (n, D) check queries
+               truth:tuple[Tensor, Tensor], # the exact search's (n, 1) distances and indices for `check`
+              ) -> float: # share of queries given their exact nearest bank row (or a tie at the same distance)
+    "recall@1 of `index` against the exact search on `check`."
+    d, i = index.query(check)
+    hit = (i[:, 0] == truth[1][:, 0]) | ((d[:, 0] - truth[0][:, 0]).abs() <= 1e-4 * truth[0][:, 0].clamp_min(1))
+    return hit.float().mean().item()
+
+def choose_index(bank:Tensor, # (M, D) memory bank
+                 check:Tensor|None, # (n, D) normal patches not in the bank (held-out images' patches), or None
+                 target:float=TARGET_RECALL, # recall@1 the IVF index must reach on `check`
+                 nprobes:tuple=NPROBES, # nprobe values to try, cheapest first
+                 min_bank:int=IVF_MIN_BANK, # smaller banks keep exact search
+                ) -> NearestNeighbourIndex: # with `recall` (measured) and `n_check` set
+    "IVF with the smallest `nprobe` whose recall@1 on `check` reaches `target`; exact search otherwise."
+    exact = NearestNeighbourIndex(bank, "exact")
+    if len(bank) < min_bank or check is None or len(check) == 0 or bank.device.type != "cpu": return exact
+    truth = exact.query(check)
+    ivf = NearestNeighbourIndex(bank, "ivf")
+    ivf.n_check = exact.n_check = len(check)
+    for nprobe in sorted(p for p in nprobes if p <= ivf.nlist):
+        ivf.nprobe = nprobe
+        ivf.recall = ivf_recall(ivf, check, truth)
+        if ivf.recall >= target: return ivf
+    return exact  # no nprobe reached the target: exact search (recall 1 by construction)
 
 # %% ../nbs/04_scoring.ipynb #0212b7d8
 def patch_scores(index:NearestNeighbourIndex, # the memory bank's search index

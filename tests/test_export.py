@@ -12,6 +12,7 @@ from reconpatch_nb.detector import PatchCore
 from reconpatch_nb.export import export_onnx, onnx_predict
 from reconpatch_nb.metrics import image_auroc
 from reconpatch_nb.reconpatch import ReConPatch
+from reconpatch_nb.scoring import ExactSearch
 from reconpatch_nb.synthetic import embedded_data_root
 
 
@@ -56,6 +57,25 @@ def test_dynamic_batch(data, tmp_path):
         scores, maps = onnx_predict(path, images[:b], fresh_process=False)
         assert scores.shape == (b,) and maps.shape == (b, *images.shape[-2:])
         np.testing.assert_allclose(scores, model.predict(images[:b]).scores.numpy(), rtol=1e-4)
+
+
+def test_ivf_model_exports_exact_search(data, tmp_path):
+    """The default index of a 10 % bank is IVF (chosen at fit time); the exported graph keeps exact search. Its scores
+    are the exact ones: never above predict's (IVF can only miss a nearer bank row), and predict's patch scores equal
+    the exact ones for at least 99 % of the test patches (its fit-time recall is >= 99.9 % on normal patches)."""
+    p_train, test, images = data
+    model = PatchCore(progress=False, device="cpu").fit_features(p_train)
+    assert model.index.kind == "ivf" and model.index.recall >= 0.999, model.index
+    ref = model.predict(images)
+    scores, maps = onnx_predict(export_onnx(model, tmp_path / "ivf.onnx"), images, fresh_process=False)
+    ref_scores = ref.scores.numpy()
+    assert (scores <= ref_scores * (1 + 1e-5)).all()
+    exact = model.scorer.with_search(ExactSearch(model.bank))  # the module the graph holds, in torch
+    with torch.no_grad(): s_exact, _, patch_exact = exact(model.extractor(images))
+    np.testing.assert_allclose(scores, s_exact.numpy(), rtol=1e-4)
+    same = np.isclose(ref.patch_scores.numpy(), patch_exact.numpy(), rtol=1e-4).mean()
+    assert same >= 0.99, f"IVF gave the exact patch score for only {100 * same:.2f} % of the test patches"
+    assert abs(image_auroc(test.labels, scores) - image_auroc(test.labels, ref_scores)) <= 0.01
 
 
 def test_unfitted_model_is_refused(tmp_path):
