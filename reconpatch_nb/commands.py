@@ -60,7 +60,8 @@ def run_category(model:Detector, # an unfitted detector or ensemble
     pred = model.predict(test)
     rule = (f"the largest image score of {len(held)} held-out good training images" if held is not None
             else "the largest image score of the training images (they are in the bank: optimistic, more good images are flagged)")
-    return {**model.evaluate(test, pred), **model.report(), "threshold": model.threshold, "threshold_rule": rule}, pred
+    return {**model.evaluate(test, pred), **model.report(), "n_held_out": 0 if held is None else len(held),
+            "threshold": model.threshold, "threshold_rule": rule}, pred
 
 METRIC_COLUMNS = ("image_auroc", "pixel_auroc", "aupro")
 

@@ -61,7 +61,8 @@ def test_layout_btad(tmp_path):
                "--quiet", "--method", "patchcore", "--out", str(tmp_path / "ev")])
     assert rc == 0
     m = json.loads((tmp_path / "ev" / "metrics.json").read_text())
-    assert (m["n_train"], m["n_test"]) == (4, 4) and m["pixel_auroc"] is not None
+    assert (m["n_train"], m["n_test"]) == (3, 4) and m["pixel_auroc"] is not None   # one of the 4 good images held out
+    assert m["threshold_rule"].startswith("the largest image score of 1 held-out good training images")
 
 
 def test_seed(tiny, tmp_path):

@@ -318,7 +318,7 @@ CASES = {
         setup=lambda ws, s: (_blank_first_mask(ws), ev(ws, "--strict"))[1], rc=2, err="is empty"),
     "float TIFF in [0, 1]": dict(
         setup=lambda ws, s: (_float_tiff(ws), ev(ws))[1], rc=0,
-        check=lambda ws, s, rc, o, e: json.loads((ws / "out" / "metrics.json").read_text())["n_train"] == 4),
+        check=lambda ws, s, rc, o, e: (lambda m: m["n_train"] + m["n_held_out"] == 4)(json.loads((ws / "out" / "metrics.json").read_text()))),
     "1x1 image": dict(
         setup=lambda ws, s: (Image.new("RGB", (1, 1)).save(ws / "data" / CAT / "test" / "good" / "dot.png"), ev(ws))[1],
         rc=2, err="dot.png is 1x1 pixels"),
