@@ -1,8 +1,8 @@
 """Training benchmark: ms per step of `train_reconpatch` against the dense floor, side by side in one run.
 
 Usage:
-    python benchmarks/bench_train.py [--reps 5] [--steps 8] [--images 200] [--threads 1] [--device cpu]
-        [--code ROOT] [--out benchmarks/results_train.md]
+    python benchmarks/bench_train.py [--reps 5] [--steps 8] [--whole-steps 12] [--images 200] [--threads 1]
+        [--device cpu] [--code ROOT] [--out benchmarks/results_train.md]
 
 What is timed, in one process, alternating (train, floor) `--reps` times, medians reported:
 
@@ -13,6 +13,10 @@ What is timed, in one process, alternating (train, floor) `--reps` times, median
   the same shapes: f and g forward (2), the EMA copy's forward (2), the N × N Gram matrices of
   Eq. 1-5 and of Eq. 7 (2), the loss's backward product (N × N) · (N × 128) (1), g's backward
   (weight and input gradient, 2) and f's weight gradient (1; p needs no gradient).
+- **whole call**: `train_reconpatch` from entry to return, 1 epoch of `--whole-steps` steps (set-up, the
+  epoch-0 and epoch-1 log rows and every step included), against `--whole-steps` floor steps, timed in the
+  order call, floor, floor, call within each repetition (the mean of each pair): what a short run costs
+  beyond the steps themselves (`--whole-steps 0` skips it).
 - **epoch of a 200-image category**: one full default epoch (156,800 patches of 28 × 28 × 200 images,
   153 steps of 1024) measured once at the end (`--images 0` skips it).
 
@@ -60,6 +64,7 @@ def main():
     ap.add_argument("--reps", type=int, default=5, help="alternating (train, floor) repetitions")
     ap.add_argument("--steps", type=int, default=8, help="steps per timed epoch of train_reconpatch")
     ap.add_argument("--floor-iters", type=int, default=8, help="floor steps per repetition")
+    ap.add_argument("--whole-steps", type=int, default=12, help="steps of the timed whole call (0: skip)")
     ap.add_argument("--images", type=int, default=200, help="images of the full-epoch measurement (0: skip)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default="cpu")
@@ -84,7 +89,7 @@ def main():
                 wg_t=torch.randn(R, P, generator=g) / 23, wg=torch.randn(P, R, generator=g) / 23,
                 s=torch.randn(N, N, generator=g))
     tens = {k: v.to(dev) for k, v in tens.items()}
-    train_ms, floor_ms = [], []
+    train_ms, floor_ms, whole_ms, whole_floor_ms = [], [], [], []
     train_reconpatch(small, epochs=1, steps_per_epoch=2, device=dev, progress=False)   # warm-up
     floor_step(tens); sync()
     for r in range(a.reps):
@@ -95,8 +100,23 @@ def main():
         sync(); floor_ms.append(1000 * (time.perf_counter() - t0) / a.floor_iters)
         print(f"rep {r}: train {train_ms[-1]:.1f} ms/step, floor {floor_ms[-1]:.1f} ms/step, "
               f"ratio {train_ms[-1] / floor_ms[-1]:.2f}", flush=True)
+        if a.whole_steps:   # whole call, floor, floor, whole call (ABBA: a steady drift of the load cancels)
+            def whole():
+                sync(); t0 = time.perf_counter()
+                train_reconpatch(small, epochs=1, steps_per_epoch=a.whole_steps, device=dev, progress=False, seed=r)
+                sync(); return time.perf_counter() - t0
+            def floor():
+                sync(); t0 = time.perf_counter()
+                for _ in range(a.whole_steps): floor_step(tens)
+                sync(); return time.perf_counter() - t0
+            w1, f1, f2, w2 = whole(), floor(), floor(), whole()
+            whole_ms.append(1000 * (w1 + w2) / 2 / a.whole_steps)              # per step, so that the column reads alike
+            whole_floor_ms.append(1000 * (f1 + f2) / 2 / a.whole_steps)
+            print(f"rep {r}: whole call {a.whole_steps * whole_ms[-1]:.0f} ms, {a.whole_steps} floor steps "
+                  f"{a.whole_steps * whole_floor_ms[-1]:.0f} ms, ratio {whole_ms[-1] / whole_floor_ms[-1]:.2f}", flush=True)
     med = statistics.median
     ratios = [t / f for t, f in zip(train_ms, floor_ms)]
+    whole_ratios = [t / f for t, f in zip(whole_ms, whole_floor_ms)]
     epoch = None
     if a.images:
         del small
@@ -123,10 +143,28 @@ def main():
           f"| `train_reconpatch` step | {fmt(train_ms)} |",
           f"| dense floor (`torch.mm` only) | {fmt(floor_ms)} |",
           f"| ratio step / floor | {med(ratios):.2f} ({', '.join(f'{x:.2f}' for x in ratios)}) |"]
+    if whole_ms:
+        md += [f"| whole `train_reconpatch` call, 1 epoch of {a.whole_steps} steps, per step | {fmt(whole_ms)} |",
+               f"| {a.whole_steps} floor steps timed beside it, per step | {fmt(whole_floor_ms)} |",
+               f"| **ratio whole call / {a.whole_steps} floor steps** | **{med(whole_ratios):.2f}** "
+               f"({', '.join(f'{x:.2f}' for x in whole_ratios)}) |",
+               "", f"The whole call runs from entry to return: set-up (head, EMA copy, optimiser, monitor batch), the "
+               f"log rows of epochs 0 and 1 (the monitor batch's w^P, w^C, w statistics, EMA gap, change of f) and the "
+               f"{a.whole_steps} steps; on a short run these are not amortised. Each repetition times call, floor, floor, call "
+               "and takes the mean of each pair."]
     if epoch:
         md += ["", f"Full default epoch of a {epoch['images']}-image category ({epoch['patches']:,} patches, "
                    f"{epoch['steps']} steps of {N}), measured once: **{epoch['seconds']:.1f} s**; "
                    f"the paper's 120 epochs ≈ {120 * epoch['seconds'] / 60:.0f} min at this rate."]
+    elif Path(a.out).exists():   # --images 0: keep the earlier run's full-epoch line, marked as kept
+        prev = Path(a.out).read_text().splitlines()
+        line = next((l for l in prev if l.startswith("Full default epoch")), None)
+        if line:
+            note = next((l for l in prev if l.startswith("_(Section kept from an earlier run")), None)
+            if note is None:
+                head = " ".join(l.rstrip() for l in prev if l.startswith(("Command:", "Load average")))
+                note = f"_(Section kept from an earlier run; its header said: {head})_"
+            md += ["", line, "", note]
     Path(a.out).write_text("\n".join(md) + "\n")
     print("\n".join(md)); print(f"wrote {a.out}")
 

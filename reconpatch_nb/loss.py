@@ -33,7 +33,7 @@ class _RelaxedContrastive(torch.autograd.Function):
         delta = dist / r                                # delta_ij
         neg_hinge = (delta - margin).clamp_max_(0)      # -max(m - delta_ij, 0)
         terms = delta.pow(2).mul_(w)                    # pull: w_ij delta_ij^2
-        terms.add_(neg_hinge.pow(2).mul_(w.neg().add_(1.0)))   # + push: (1 - w_ij) max(m - delta_ij, 0)^2
+        terms.add_(neg_hinge.pow(2).mul_(torch.rsub(w, 1.0)))  # + push: (1 - w_ij) max(m - delta_ij, 0)^2 (1 - w: one pass)
         terms.fill_diagonal_(0)                         # self-pairs left out
         ctx.save_for_backward(zc, w, delta, neg_hinge, dist, r, r_raw >= _EPS)
         return terms.sum() / N

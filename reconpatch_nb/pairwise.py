@@ -35,7 +35,7 @@ def pairwise_from_distances(d2:Tensor, # (N, N) squared distances of the (centre
     w = d2.T.contiguous().add_(d2).mul_(0.5) # symmetrise: a matrix product is symmetric only up to rounding
     w.fill_diagonal_(0)                      # exact zeros on the diagonal, so w^P_ii = 1
     if isinstance(sigma, str): sigma = median_sigma(w)   # a tensor: stays on the device
-    return w.neg_().div_(sigma).exp_()       # w^P = exp(-d2 / σ), computed in place
+    return w.div_(-sigma).exp_()             # w^P = exp(d2 / (−σ)) = exp(−d2 / σ) to the bit (a sign flip is exact), in place
 
 def check_sigma(sigma:float|str, # σ of Eq. 1 to check
                ) -> float|str:
