@@ -115,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     common(f)
     f.add_argument("folder", help="a folder of good images, searched recursively (an MVTec category folder: its train/good)")
     f.add_argument("--method", default=methods[0], choices=methods, help="the detector (default: %(default)s)")
-    f.add_argument("--holdout", type=_typed(Num(0, 1, low_open=True)), default=HOLDOUT, help=HOLDOUT_HELP)
+    f.add_argument("--holdout", type=_typed(Num(0, 1, low_open=True, high_open=True)), default=HOLDOUT, help=HOLDOUT_HELP)
     f.add_argument("--save-model", default=None, help="also save the model to this file (it is always in --out as model.pt)")
     f.add_argument("--max-image-pixels", **pixels)
     f.add_argument("--out", default="reconpatch_fit", help="output folder: model.pt and fit.json (default: %(default)s)")
@@ -146,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"an ensemble instead of one --method, one {MEMBER_SPEC} per member; backbone and size default "
                             "to --backbone and --image-size (e.g. patchcore@224 reconpatch:tf_efficientnet_lite2@320)")
     e.add_argument("--save-model", default=None, help="also save the fitted model (or ensemble) to this file")
-    e.add_argument("--holdout", type=_typed(Num(0, 1)), default=HOLDOUT,
+    e.add_argument("--holdout", type=_typed(Num(0, 1, high_open=True)), default=HOLDOUT,
                    help=HOLDOUT_HELP[:-1] + "; 0: every training image in the bank, as the paper's protocol and "
                         "`reconpatch benchmark` do, and the threshold from training scores, which flags more good images)")
     e.add_argument("--strict", action="store_true", help="an empty mask of a defective test image is an error, not a warning")

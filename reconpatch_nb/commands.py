@@ -18,7 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .cli import config_fields
-from .config import DEFAULT_BACKBONE, FIGURE_DPI, IMAGE_SIZE, MAX_IMAGE_PIXELS, CONFIGS, parse_member
+from .config import DEFAULT_BACKBONE, FIGURE_DPI, IMAGE_SIZE, MAX_IMAGE_PIXELS, CONFIGS, PatchCoreConfig, parse_member
 from .core import atomic_copy, atomic_write_bytes, write_json
 from .data import BTAD, IMAGE_EXTENSIONS, AnomalyDataset, Item, MVTecAD, list_categories, load_image
 from .detector import Detector, Prediction
@@ -30,9 +30,9 @@ from .synthetic import embedded_benchmark_root
 from .viz import save_segmentation_pngs
 
 # %% auto #0
-__all__ = ['METRIC_COLUMNS', 'DEMO_BOOTSTRAP', 'PREDICT_CHUNK', 'COMMANDS', 'open_dataset', 'run_category', 'format_table',
-           'png_bytes', 'device_of', 'good_images', 'cmd_fit', 'build_model', 'cmd_demo', 'cmd_evaluate',
-           'heatmap_name', 'overlay_png_bytes', 'cmd_predict', 'cmd_export', 'cmd_benchmark']
+__all__ = ['METRIC_COLUMNS', 'DEMO_BOOTSTRAP', 'PREDICT_CHUNK', 'COMMANDS', 'open_dataset', 'fit_holding_out', 'run_category',
+           'format_table', 'png_bytes', 'device_of', 'good_images', 'cmd_fit', 'build_model', 'cmd_demo',
+           'cmd_evaluate', 'heatmap_name', 'overlay_png_bytes', 'cmd_predict', 'cmd_export', 'cmd_benchmark']
 
 # %% ../nbs/13b_commands.ipynb #cmd06
 def open_dataset(root:str|Path, # dataset root holding category folders
@@ -47,6 +47,21 @@ def open_dataset(root:str|Path, # dataset root holding category folders
     if layout not in ("mvtec", "btad"): raise ValueError(f"layout must be 'mvtec', 'btad' or 'auto', got {layout!r}")
     return (BTAD if layout == "btad" else MVTecAD)(root, category, split, strict=strict, max_image_pixels=max_image_pixels)
 
+def fit_holding_out(model:Detector, # an unfitted detector or ensemble
+                    train:AnomalyDataset, # good training images
+                    holdout:float, # share held out of the bank to set the threshold (0: none, the paper's protocol)
+                    seed:int, # seed of that split
+                   ) -> tuple[AnomalyDataset, AnomalyDataset|None, str]: # (images fitted on, held-out images or None, the threshold rule)
+    "Fit `model` on `train` less a held-out share, whose largest score becomes the threshold; say the rule in words."
+    if holdout == 0:
+        model.fit(train)
+        return train, None, "the largest image score of the training images (they are in the bank: optimistic, more good images are flagged)"
+    train, held = split_normals(train, holdout, seed)
+    model.fit(train, held)
+    n = len(held)
+    return train, held, (f"the largest image score of {n} held-out good training images: none of them is flagged; a new good image "
+                         f"from the same source scores above it with probability 1/(n+1) = {1 / (n + 1):.3f}")
+
 def run_category(model:Detector, # an unfitted detector or ensemble
                  train:AnomalyDataset, # normal training images
                  test:AnomalyDataset, # labelled test images
@@ -54,12 +69,8 @@ def run_category(model:Detector, # an unfitted detector or ensemble
                  seed:int=0, # seed of that split
                 ) -> tuple[dict, Prediction]:
     "Fit `model` on `train` (less a held-out share, if asked), evaluate on `test`; return the metrics (with the model's report) and the prediction."
-    held = None
-    if holdout > 0: train, held = split_normals(train, holdout, seed)
-    model.fit(train, held)
+    _, held, rule = fit_holding_out(model, train, holdout, seed)
     pred = model.predict(test)
-    rule = (f"the largest image score of {len(held)} held-out good training images" if held is not None
-            else "the largest image score of the training images (they are in the bank: optimistic, more good images are flagged)")
     return {**model.evaluate(test, pred), **model.report(), "n_held_out": 0 if held is None else len(held),
             "threshold": model.threshold, "threshold_rule": rule}, pred
 
@@ -121,17 +132,14 @@ def cmd_fit(args) -> dict:
     "Fit on a folder of good images, holding a share out; threshold = the largest held-out score; write model.pt and fit.json."
     out = OutputFolder(args.out, args.overwrite, "fit")
     model_path = check_model_path(args.save_model) if args.save_model else None
-    if not 0 < args.holdout < 1: raise ValueError(f"--holdout must be between 0 and 1, got {args.holdout}")
     model = build_model(args)  # every option checked before an image is opened
     base, files = good_images(args.folder)
     data = AnomalyDataset([Item(f, 0) for f in files], max_image_pixels=args.max_image_pixels).check_files()
-    train, held = split_normals(data, args.holdout, model.config.seed)
-    model.fit(train, held)
+    train, held, rule = fit_holding_out(model, data, args.holdout, model.config.seed)
     n = len(held)
     info = {"folder": str(base), "images": len(files), "fit_images": len(train), "held_out_images": n,
             "held_out": [str(it.image_path) for it in held.items], "threshold": model.threshold,
-            "threshold_rule": (f"the largest image score of the {n} held-out good images: none of them is flagged; a new good image "
-                               f"from the same source scores above it with probability 1/(n+1) = {1 / (n + 1):.3f}"),
+            "threshold_rule": rule,
             "model": "model.pt", **model.report()}
     model_rel = path_in(model_path, out.path) if model_path is not None else None
     with tempfile.TemporaryDirectory(prefix="reconpatch_") as tmp:
@@ -233,8 +241,7 @@ def cmd_evaluate(args) -> dict:
     if not test.labels.any():
         raise ValueError(f"the test split of {args.category} has no defective images, so there is nothing to evaluate; "
                          "to fit on good images only and set a threshold, use `reconpatch fit`")
-    if not args.holdout < 1: raise ValueError(f"--holdout must be below 1 (a share of the training images), got {args.holdout}")
-    m, pred = run_category(model, train, test, args.holdout, args.seed if getattr(args, "seed", None) is not None else 0)
+    m, pred = run_category(model, train, test, args.holdout, PatchCoreConfig().seed if args.seed is None else args.seed)  # the configs' default seed
     m.update(category=args.category, dataset=args.dataset, image_size=model.transform.crop,
              data_root=str(args.data_root) if args.data_root is not None else "elpv-dataset package")
     with tempfile.TemporaryDirectory(prefix="reconpatch_") as tmp:
@@ -278,7 +285,8 @@ def cmd_predict(args) -> dict:
     out = OutputFolder(args.out, args.overwrite, "predict")
     model = load_model(args.model, device=device_of(args))
     images = list(dict.fromkeys(args.images))  # each input once, in command-line order
-    out.check_names(["scores.json", "scores.csv"] + [n for i, p in enumerate(images) for n in (heatmap_name(i, p), heatmap_name(i, p).replace("_heatmap.png", "_overlay.png"))])  # conflicts before any image
+    names = lambda i, p: (heatmap_name(i, p), heatmap_name(i, p).replace("_heatmap.png", "_overlay.png"))  # (heat map, overlay) of input i
+    out.check_names(["scores.json", "scores.csv"] + [n for i, p in enumerate(images) for n in names(i, p)])  # conflicts before any image
     scores, unreadable, interrupted = {}, {}, False
     with tempfile.TemporaryDirectory(prefix="reconpatch_") as tmp:
         staging, files = Path(tmp), {}
@@ -292,7 +300,7 @@ def cmd_predict(args) -> dict:
                 if loaded:
                     pred = model.predict([img for _, _, img in loaded])
                     for (i, p, img), s, amap in zip(loaded, pred.scores.tolist(), pred.maps):
-                        name = heatmap_name(i, p); over = name.replace("_heatmap.png", "_overlay.png")
+                        name, over = names(i, p)
                         files[name] = staging / name; files[name].write_bytes(png_bytes(amap.numpy()))
                         seen = model.transform.denormalize(model.transform(img)).permute(1, 2, 0).numpy()   # as the model saw it
                         files[over] = staging / over; files[over].write_bytes(overlay_png_bytes(seen, amap.numpy(), model.threshold))

@@ -25,10 +25,10 @@ class Check:
     def fail(self, name, value): raise ValueError(f"{name} must be {self.describe()}, got {value!r}")
     def __call__(self, name:str, value): return value
 
-def _interval(low, high, low_open):
+def _interval(low, high, low_open, high_open=False):
     lo = "-inf" if low is None else f"{low:g}"
     hi = "inf" if high is None else f"{high:g}"
-    return f"{'(' if low_open or low is None else '['}{lo}, {hi}{']' if high is not None else ')'}"
+    return f"{'(' if low_open or low is None else '['}{lo}, {hi}{']' if high is not None and not high_open else ')'}"
 
 class Int(Check):
     "An integer (not a bool) in [low, high]."
@@ -47,15 +47,16 @@ class Int(Check):
         return value
 
 class Num(Check):
-    "A finite real number (not a bool) in [low, high], or (low, high] when `low_open`."
-    def __init__(self, low:float|None=None, high:float|None=None, low_open:bool=False): self.low, self.high, self.low_open = low, high, low_open
-    def describe(self): return f"a number in {_interval(self.low, self.high, self.low_open)}"
+    "A finite real number (not a bool) in [low, high]; `low_open` / `high_open` leave out that end."
+    def __init__(self, low:float|None=None, high:float|None=None, low_open:bool=False, high_open:bool=False):
+        self.low, self.high, self.low_open, self.high_open = low, high, low_open, high_open
+    def describe(self): return f"a number in {_interval(self.low, self.high, self.low_open, self.high_open)}"
     def parse(self, text): return float(text)
     def __call__(self, name, value):
         if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value): self.fail(name, value)
         value = float(value) if not isinstance(value, numbers.Integral) else value
         if self.low is not None and (value <= self.low if self.low_open else value < self.low): self.fail(name, value)
-        if self.high is not None and value > self.high: self.fail(name, value)
+        if self.high is not None and (value >= self.high if self.high_open else value > self.high): self.fail(name, value)
         return value
 
 class Choice(Check):
