@@ -2,7 +2,6 @@
 lines, runs only the rest, and prints the table an uninterrupted run prints."""
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -12,23 +11,14 @@ from pathlib import Path
 from reconpatch_nb.benchmark import ResultsFile, cmd_benchmark
 from reconpatch_nb.cli import build_parser
 
+from _data import make_category
+
 REPO = Path(__file__).resolve().parents[1]
 SEEDS = [str(s) for s in range(4)]
 
 
-def tiny_mvtec(root: Path) -> Path:
-    "An MVTec-shaped copy of a few embedded brick images: 4 to fit on, one good and one defective test image."
-    src = REPO / "data" / "brick"
-    for sub, n in (("train/good", 4), ("test/good", 1), ("test/hole", 1)):
-        (root / "brick" / sub).mkdir(parents=True)
-        for f in sorted((src / sub).glob("*.png"))[:n]: shutil.copy(f, root / "brick" / sub / f.name)
-    (root / "brick" / "ground_truth" / "hole").mkdir(parents=True)
-    shutil.copy(src / "ground_truth" / "hole" / "000_mask.png", root / "brick" / "ground_truth" / "hole")
-    return root
-
-
 def test_resume_after_sigkill(tmp_path):
-    ARGV = ["benchmark", "--dataset", "mvtec", "--data-root", str(tiny_mvtec(tmp_path / "data")), "--methods", "patchcore",
+    ARGV = ["benchmark", "--dataset", "mvtec", "--data-root", str(make_category(tmp_path / "data")), "--methods", "patchcore",
             "--seeds", *SEEDS, "--image-size", "64", "--quiet"]
     killed = tmp_path / "killed.jsonl"
     code = "import sys; from reconpatch_nb.cli import main; sys.exit(main(sys.argv[1:]))"

@@ -11,20 +11,13 @@ from reconpatch_nb.features import BACKBONES
 from reconpatch_nb.ensemble import load_model
 from reconpatch_nb.synthetic import embedded_data_root
 
-CAT = "brick"
+from _data import CAT, make_category
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     "A small MVTec-layout copy of one embedded category: 4 training images, 2 good and 2 'hole' test images with masks."
-    root, dst = embedded_data_root(), tmp_path_factory.mktemp("tiny")
-    for sub, n in [("train/good", 4), ("test/good", 2), ("test/hole", 2)]:
-        (dst / CAT / sub).mkdir(parents=True)
-        for f in sorted((root / CAT / sub).glob("*.png"))[:n]: shutil.copy(f, dst / CAT / sub / f.name)
-    (dst / CAT / "ground_truth" / "hole").mkdir(parents=True)
-    for f in sorted((dst / CAT / "test" / "hole").glob("*.png")):
-        shutil.copy(root / CAT / "ground_truth" / "hole" / f"{f.stem}_mask.png", dst / CAT / "ground_truth" / "hole")
-    return dst
+    return make_category(tmp_path_factory.mktemp("tiny"), n_test=2)
 
 
 def evaluate(tiny, out, *extra):

@@ -30,23 +30,10 @@ from PIL import Image
 from reconpatch_nb.cli import main
 from reconpatch_nb.outputs import MANIFEST, read_manifest
 
+from _data import CAT, make_category
+
 REPO = Path(__file__).resolve().parents[1]
-BRICK = REPO / "data" / "brick"
-CAT = "brick"
 FAST = ["--image-size", "64", "--quiet"]
-
-
-def make_category(root: Path, defects=("hole",), n_train=4, n_test=1) -> Path:
-    "A small MVTec-layout copy of data/brick under `root`; returns `root` (the --data-root)."
-    for sub, n in [("train/good", n_train), ("test/good", n_test)] + [(f"test/{d}", n_test) for d in defects]:
-        (root / CAT / sub).mkdir(parents=True)
-        for f in sorted((BRICK / sub).glob("*.png"))[:n]:
-            shutil.copy(f, root / CAT / sub / f.name)
-    for d in defects:
-        (root / CAT / "ground_truth" / d).mkdir(parents=True)
-        for f in sorted((root / CAT / "test" / d).glob("*.png")):
-            shutil.copy(BRICK / "ground_truth" / d / f"{f.stem}_mask.png", root / CAT / "ground_truth" / d)
-    return root
 
 
 def run_cli(*argv, subprocess_=False):
