@@ -287,11 +287,37 @@ class ExactSearch(nn.Module):
         return d2.sqrt(), nearest
 
 class IndexSearch(nn.Module):
-    "A `NearestNeighbourIndex` (torch, faiss or IVF) behind the same interface as `ExactSearch`."
+    "A `NearestNeighbourIndex` (torch, faiss or IVF) behind the same interface as `ExactSearch`; with IVF, each image's largest distance is made exact (`exact_max`)."
     def __init__(self, index:NearestNeighbourIndex): super().__init__(); self.index = index
     def forward(self, e:Tensor) -> tuple[Tensor, Tensor]:
         d, i = self.index.query(e, k=1)
         return d[:, 0], i[:, 0]
+
+    def exact_max(self,
+                  e:Tensor, # (B, P, D) the embedded patches of B images
+                  d:Tensor, # (B, P) their searched distances (IVF: upper bounds of the exact ones)
+                  nearest:Tensor, # (B, P) their searched bank rows
+                 ) -> tuple[Tensor, Tensor]: # d and nearest, exact for each image's highest patches
+        "Exact search for each image's highest-scoring patches, most suspicious first, until the largest exact distance is at least every remaining IVF distance: the image's maximum is then the exact one."
+        if self.index.kind != "ivf": return d, nearest  # exact searches: nothing to certify
+        d, nearest = d.clone(), nearest.clone()
+        B, P = d.shape
+        order = d.argsort(1, descending=True)
+        bound = d.gather(1, order)                       # IVF distances, largest first: upper bounds
+        best = d.new_full((B,), -math.inf)               # the largest exact distance found so far
+        todo, lo, n = torch.arange(B, device=d.device), 0, 1
+        while len(todo) and lo < P:
+            hi = min(P, lo + n)
+            pos = order[todo, lo:hi]                                     # the next most suspicious patches
+            q = e[todo[:, None], pos]                                    # (r, hi - lo, D)
+            dx, ix = knn_torch(q.reshape(-1, q.shape[-1]), self.index.bank, k=1, chunk=self.index.chunk)
+            dx, ix = dx.reshape(pos.shape).to(d), ix.reshape(pos.shape).to(nearest)
+            d[todo[:, None], pos], nearest[todo[:, None], pos] = dx, ix
+            best[todo] = torch.maximum(best[todo], dx.max(1).values)
+            if hi == P: break
+            todo = todo[best[todo] < bound[todo, hi]]                    # not yet certain: search more
+            lo, n = hi, 2 * n
+        return d, nearest
 
 class AnomalyScorer(nn.Module):
     "Patch features → image scores, anomaly maps, patch scores: embed, nearest bank entry, re-weighting, upsampling, blur."
@@ -323,6 +349,8 @@ class AnomalyScorer(nn.Module):
         B, h, w, _ = p.shape
         e = self.embed(p.reshape(B * h * w, -1).float()).float()      # f(p) for ReConPatch, p for PatchCore
         d, nearest = self.search(e)                                    # Eq. 9: distance to the nearest bank entry
+        if hasattr(self.search, "exact_max"):                          # IVF: each image's largest distance made exact
+            d, nearest = (t.reshape(-1) for t in self.search.exact_max(e.reshape(B, h * w, -1), d.reshape(B, h * w), nearest.reshape(B, h * w)))
         s = d.reshape(B, h * w)                                        # patch scores s_t
         s_star, t_star = s.max(1)                                      # Eq. 10: s* and the patch m^{test,*}
         if self.reweight:                                              # PatchCore's re-weighting (PatchCore paper, Eq. 7)
