@@ -9,6 +9,10 @@ Usage:
     python benchmarks/evidence.py run --split val --methods patchcore10 patchcore1 --seeds 0 1 2 3 4
     python benchmarks/evidence.py run --split val --methods reconpatch --recipe '{"lr": 1e-3}' --name short
     python benchmarks/evidence.py run --split test ...           # the reported table: test split, once
+    # round 2 (protocol.json "round2"): the candidates named by 20_ablations, on validation data, seed 0
+    python benchmarks/evidence.py run --split val --methods patchcore10 patchcore1 --recipe '{"layers": [3], "patch_size": 5}' --name L3s5 --seeds 0
+    python benchmarks/evidence.py run --split val --methods reconpatch --name L3s5+a0 --seeds 0 \
+        --recipe '{"epochs": 4, "lr": 0.001, "gamma": 0.99, "center": "batch", "layers": [3], "patch_size": 5, "alpha": 0.0}'
 
 Protocol: choices (recipe, remedies) are made on the `val` split only; each reported table is computed once
 on the `test` split. The rule and the recipe it chose are committed in benchmarks/protocol.json before a test
@@ -71,15 +75,40 @@ def features(cache: Path, name: str, category: str, split: str, layers=None, pat
     return out
 
 
+FEATURE_KEYS = ("layers", "patch_size")   # recipe keys that choose the frozen features (cached per choice), for every method
+
+
+def allowed_test_recipes(protocol: dict) -> dict:
+    "{method family: [(name, recipe), ...]} that the protocol lets a test run use: round 1's choice and, once made, round 2's."
+    allowed = {"patchcore": [("default", {})], "reconpatch": [(protocol["chosen"]["name"], protocol["chosen"]["recipe"])]}
+    for family, pick in ((protocol.get("round2") or {}).get("chosen") or {}).items():
+        allowed[family].append((pick["name"], pick["recipe"]))
+    return allowed
+
+
 def check_protocol(split: str, methods: list, name: str, recipe: dict, path: Path = PROTOCOL) -> None:
-    "Refuse a test run unless the committed protocol file exists and names this ReConPatch recipe (one-line SystemExit)."
+    "Refuse a test run unless the committed protocol file exists and names this recipe for every method run (one-line SystemExit)."
     if split != "test": return
     if not path.is_file():
         raise SystemExit(f"evidence: no protocol file {path}: write the selection rule and the chosen recipe there (from validation runs) before any test run")
-    chosen = json.loads(path.read_text())["chosen"]
-    if "reconpatch" in methods and (name, recipe) != (chosen["name"], chosen["recipe"]):
-        raise SystemExit(f"evidence: {path.name} chose recipe {chosen['name']!r} {json.dumps(chosen['recipe'])}; "
-                         f"refusing a test run of {name!r} {json.dumps(recipe)}")
+    allowed = allowed_test_recipes(json.loads(path.read_text()))
+    for method in methods:
+        family = "reconpatch" if method == "reconpatch" else "patchcore"
+        if (name, recipe if family == "reconpatch" else method_recipe(method, recipe)) not in [
+                (n, r if family == "reconpatch" else method_recipe(method, r)) for n, r in allowed[family]]:
+            names = ", ".join(repr(n) for n, _ in allowed[family])
+            raise SystemExit(f"evidence: {path.name} allows {family} recipes {names} on the test split; "
+                             f"refusing a test run of {name!r} {json.dumps(recipe)}")
+
+
+def method_recipe(method: str, recipe: dict) -> dict:
+    "The part of a recipe a method uses: ReConPatch all of it, PatchCore only the feature choice."
+    return dict(recipe) if method == "reconpatch" else {k: v for k, v in recipe.items() if k in FEATURE_KEYS}
+
+
+def method_label(method: str, name: str) -> str:
+    "The method's name in the results: round 1's PatchCore runs are plain `patchcore10`; every other recipe is `method:name`."
+    return f"{method}:{name}" if method == "reconpatch" or name != "default" else method
 
 
 def evaluate(model: PatchCore, ev: dict) -> tuple[dict, list, float]:
@@ -104,20 +133,21 @@ def run(args):
     cache = Path(args.cache)
     recipe = json.loads(args.recipe)
     check_protocol(args.split, args.methods, args.name, recipe)
+    feat = {k: recipe[k] for k in FEATURE_KEYS if k in recipe}
     done = RESULTS.done(warn=True)   # keys as JSON text (keys hold lists); a line cut by a kill is skipped
     for name in args.datasets:
         for category in (args.categories or CATEGORIES[name]):
             tr = ev = None
             for method in args.methods:
                 for seed in args.seeds:
-                    label = method if method != "reconpatch" else f"reconpatch:{args.name}"
+                    label = method_label(method, args.name)
                     key = [name, category, args.split, label, seed]
                     if json.dumps(key) in done: continue
-                    if tr is None: tr, ev = features(cache, name, category, "train"), features(cache, name, category, args.split)
+                    if tr is None: tr, ev = (features(cache, name, category, s, **feat) for s in ("train", args.split))
                     p = tr["p"].float()
                     t0 = time.perf_counter()
                     if method in RATIOS:
-                        model = PatchCore(coreset_ratio=RATIOS[method], seed=seed, progress=False)
+                        model = PatchCore(coreset_ratio=RATIOS[method], seed=seed, progress=False, **feat)
                     else:
                         epochs = recipe.get("epochs", ReConPatch().config.train.epochs)
                         model = ReConPatch(seed=seed, progress=False, checkpoint_epochs=tuple(range(epochs + 1)) if args.dynamics else (), **recipe)
@@ -126,9 +156,9 @@ def run(args):
                     m, scores, sec = evaluate(model, ev)
                     per_epoch = {e: epoch_metrics(model, e, p, ev, seed) for e in sorted(getattr(model, "checkpoints", {}))}
                     rec = {"key": key, "dataset": name, "category": category, "split": args.split, "method": label,
-                           "recipe": recipe if method == "reconpatch" else {}, "seed": seed, "metrics": m,
+                           "recipe": method_recipe(method, recipe), "seed": seed, "metrics": m,
                            "scores": scores, "labels": ev["labels"].tolist(), "fit_seconds": fit_s,
-                           "score_ms_per_image": 1e3 * sec, "bank": list(model.bank.shape),
+                           "score_ms_per_image": 1e3 * sec, "bank": list(model.bank.shape), "index": model.index.kind,
                            "train_log": [vars(r) if not isinstance(r, dict) else r for r in getattr(model, "train_log", [])],
                            "epoch_metrics": per_epoch, "threads": torch.get_num_threads()}
                     RESULTS.append(rec); done.add(json.dumps(key))
@@ -145,8 +175,8 @@ def main(argv=None):
     ap.add_argument("--categories", nargs="+")
     ap.add_argument("--split", default="val", choices=["val", "test"])
     ap.add_argument("--methods", nargs="+", default=["patchcore10", "patchcore1"], choices=[*RATIOS, "reconpatch"])
-    ap.add_argument("--recipe", default="{}", help="JSON of ReConPatch arguments")
-    ap.add_argument("--name", default="default", help="name of the ReConPatch recipe in the results")
+    ap.add_argument("--recipe", default="{}", help="JSON of ReConPatch arguments; its 'layers' and 'patch_size' choose the features of every method")
+    ap.add_argument("--name", default="default", help="name of the recipe in the results (PatchCore runs are labelled method:name unless 'default')")
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--dynamics", action="store_true", help="keep f after every epoch and score the split with it")
