@@ -49,3 +49,45 @@ def test_append_stamps_time(tmp_path):
     assert [r["key"] for r in rows] == [[1], [2]] and all(len(r["time"]) == 20 and r["time"].endswith("Z") for r in rows)
     with pytest.raises(ValueError): out.append({"key": [3], "loss": float("nan")})
     assert out.done() == {"[1]", "[2]"}
+
+
+def test_round2_choice_follows_its_rule_and_precedes_its_tests():
+    "Round 2: the committed choice is what the rule gives on the seed-0 validation runs, and every round-2 test line comes after the choice."
+    proto = json.loads(evidence.PROTOCOL.read_text())
+    r2 = proto["round2"]
+    rows = [json.loads(l) for l in evidence.RESULTS.path.read_text().splitlines() if l.strip()]
+    cats = [(d, c) for d, cs in evidence.CATEGORIES.items() for c in cs]
+    def val_mean(method):
+        got = {(r["dataset"], r["category"]): r["metrics"]["image_auroc"] for r in rows
+               if r["split"] == "val" and r["method"] == method and r["seed"] == 0}
+        assert set(got) == set(cats), f"{method}: seed-0 validation runs missing for {set(cats) - set(got)}"
+        return sum(got.values()) / len(got)
+    round1 = {"patchcore": "patchcore10", "reconpatch": f"reconpatch:{proto['chosen']['name']}"}
+    for fam, cand in r2["candidates"].items():
+        label = f"{'patchcore10' if fam == 'patchcore' else 'reconpatch'}:{cand['name']}"
+        wins = val_mean(label) > val_mean(round1[fam])
+        assert (fam in (r2["chosen"] or {})) == wins, fam
+        if wins: assert r2["chosen"][fam] == cand
+    names = {f"{m}:{c['name']}" for fam, c in (r2["chosen"] or {}).items()
+             for m in (("patchcore10", "patchcore1") if fam == "patchcore" else ("reconpatch",))}
+    tests = [r for r in rows if r["split"] == "test" and r["method"] in names]
+    vals = [r for r in rows if r["split"] == "val" and r["method"].split(":", 1)[-1] in {c["name"] for c in r2["candidates"].values()}]
+    assert all(r["time"] > r2["written"] for r in vals)                  # the candidates and rule were written first
+    assert all(r["time"] >= r2["chosen_at"] > max(v["time"] for v in vals) for r in tests)   # choice after validation, tests after it
+
+
+def test_guard_round2(tmp_path):
+    proto = tmp_path / "protocol.json"
+    base = {"chosen": {"name": "a", "recipe": {"lr": 0.001}},
+            "round2": {"candidates": {"reconpatch": {"name": "b", "recipe": {"alpha": 0.0}}}, "chosen": None}}
+    proto.write_text(json.dumps(base))
+    with pytest.raises(SystemExit, match="refusing a test run of 'b'"):   # a candidate, not yet chosen
+        evidence.check_protocol("test", ["reconpatch"], "b", {"alpha": 0.0}, proto)
+    base["round2"]["chosen"] = {"reconpatch": {"name": "b", "recipe": {"alpha": 0.0}},
+                                "patchcore": {"name": "L3", "recipe": {"layers": [3]}}}
+    proto.write_text(json.dumps(base))
+    evidence.check_protocol("test", ["reconpatch"], "b", {"alpha": 0.0}, proto)
+    evidence.check_protocol("test", ["reconpatch"], "a", {"lr": 0.001}, proto)        # round 1's choice stays allowed
+    evidence.check_protocol("test", ["patchcore10", "patchcore1"], "L3", {"layers": [3]}, proto)
+    with pytest.raises(SystemExit, match="allows patchcore recipes"):
+        evidence.check_protocol("test", ["patchcore1"], "L3", {"layers": [2]}, proto)
