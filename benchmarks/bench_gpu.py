@@ -30,7 +30,7 @@ sys.path.insert(0, str(HERE.parent))
 from _common import cpu_model, synthetic_features  # noqa: E402
 from reconpatch_nb.coreset import approximate_greedy_coreset  # noqa: E402
 from reconpatch_nb.core import squared_distances  # noqa: E402
-from reconpatch_nb.data import AnomalyDataset, MVTecAD  # noqa: E402
+from reconpatch_nb.data import MVTecAD  # noqa: E402
 from reconpatch_nb.detector import PatchCore  # noqa: E402
 from reconpatch_nb.reconpatch import ReConPatch  # noqa: E402
 from reconpatch_nb.synthetic import embedded_data_root  # noqa: E402
@@ -91,14 +91,14 @@ def main():
     # 2. predict at batch 32
     root = embedded_data_root()
     train, test = MVTecAD(root, "brick", "train"), MVTecAD(root, "brick", "test")
-    if a.quick: train = AnomalyDataset(train.items[:4], transform=train.transform)
+    if a.quick: train = train.subset(range(4))
     rows = []
     batch = None
     for klass in (PatchCore, ReConPatch):
         m = klass(progress=False, device=dev, batch_size=a.batch, **({"epochs": 1} if a.quick and klass is ReConPatch else {}))
         t_fit, _ = timed(lambda: m.fit(train), sync)
         if batch is None:
-            own = test.with_transform(m.transform)
+            own = m.inputs(test)
             imgs = [own[i % len(own)]["image"] for i in range(a.batch)]
             batch = torch.stack(imgs).to(dev)
             with torch.no_grad(): m.extractor.backbone(batch)                          # warm-up

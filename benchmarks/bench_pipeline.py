@@ -313,7 +313,7 @@ def bench_predict(category, reps, threads) -> list[str]:
     fl = med(times["floor: decode + transform + backbone"])
 
     # reference metrics: the pipeline before this change (unfold aggregation, exact faiss), on the same images
-    masks = torch.stack([test.with_transform(ref.transform).mask(i)[0] for i in range(len(test))])
+    masks = ref.masks(test)
     def reference(m):
         with torch.no_grad():
             p = torch.cat([aggregate_unfold(m.extractor.backbone(torch.stack([m.transform(load_image(q)) for q in paths[s:s + bs]])))

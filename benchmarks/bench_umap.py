@@ -74,9 +74,11 @@ def real_features(n_max:int, seed:int=0) -> np.ndarray:
     root = embedded_data_root()
     train, test = MVTecAD(root, "brick", "train"), MVTecAD(root, "brick", "test")
     ex = PatchFeatureExtractor("tf_efficientnet_lite0", device="cpu")
-    train.items, test.items = train.items[:6], test.items[::3]
-    p = torch.cat([extract_features(ex, train, progress=False), extract_features(ex, test, progress=False)])
-    masks = torch.cat([torch.zeros(len(train), 224, 224), torch.stack([test[i]["mask"][0] for i in range(len(test))])])
+    from reconpatch_nb.detector import PatchCore
+    train, test = train.subset(range(6)), test.subset(range(0, len(test), 3))
+    model = PatchCore(progress=False, device="cpu")  # its pre-processing; the extractor above is the same backbone
+    p = torch.cat([extract_features(ex, model.inputs(train), progress=False), extract_features(ex, model.inputs(test), progress=False)])
+    masks = torch.cat([torch.zeros(len(train), 224, 224), model.masks(test).float()])
     keep = sample_patches(patch_labels(masks, p.shape[1:3]), max_points=n_max, seed=seed)
     X = p.reshape(-1, p.shape[-1])[keep].numpy()
     return X[np.random.default_rng(seed).permutation(len(X))]  # so that X[:n] is a uniform subsample too

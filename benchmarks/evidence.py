@@ -68,9 +68,7 @@ def features(cache: Path, name: str, category: str, split: str, layers=None, pat
     t0 = time.perf_counter()
     p = model.features(ds)
     out = {"p": p.half(), "labels": torch.as_tensor(ds.labels), "seconds": time.perf_counter() - t0}
-    if ds.has_masks:
-        own = ds.with_transform(model.transform)
-        out["masks"] = torch.stack([own.mask(i)[0] for i in range(len(own))]).to(torch.uint8)
+    if ds.has_masks: out["masks"] = model.masks(ds).to(torch.uint8)
     atomic_save(out, f)
     return out
 

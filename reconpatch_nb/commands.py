@@ -67,10 +67,11 @@ def run_category(model:Detector, # an unfitted detector or ensemble
                  test:AnomalyDataset, # labelled test images
                  holdout:float=0.0, # share of `train` held out of the bank for the threshold (0: none, the paper's protocol)
                  seed:int=0, # seed of that split
+                 keep_images:bool=False, # keep the test crops in the prediction, for overlays (`save_segmentation_pngs`)
                 ) -> tuple[dict, Prediction]:
     "Fit `model` on `train` (less a held-out share, if asked), evaluate on `test`; return the metrics (with the model's report) and the prediction."
     _, held, rule = fit_holding_out(model, train, holdout, seed)
-    pred = model.predict(test)
+    pred = model.predict(test, keep_images=keep_images)  # each test image and mask read once, for the metrics and the overlays
     return {**model.evaluate(test, pred), **model.report(), "n_held_out": 0 if held is None else len(held),
             "threshold": model.threshold, "threshold_rule": rule}, pred
 
@@ -160,7 +161,7 @@ def cmd_fit(args) -> dict:
 
 # %% ../nbs/13b_commands.ipynb #cmd07
 def _staged_overlays(model, test, staging:Path, rel:str, pred, n:int|None=None) -> dict:
-    "Write the segmentation PNGs into `staging / rel`; return {relative path: staged file}."
+    "Write the segmentation PNGs into `staging / rel` from the images `pred` kept; return {relative path: staged file}."
     kw = {} if n is None else {"n": n}
     paths = save_segmentation_pngs(model, test, staging / rel, pred=pred, dpi=FIGURE_DPI, **kw)
     return {f"{rel}/{p.name}": p for p in paths}
@@ -200,7 +201,7 @@ def cmd_demo(args) -> dict:
             results[cat], scores = {}, {}
             for method in args.methods:
                 model = make_detector(method, **fields[method], progress=not args.quiet, device=device_of(args))
-                results[cat][method], pred = run_category(model, train, test)
+                results[cat][method], pred = run_category(model, train, test, keep_images=True)
                 scores[method] = pred.scores.numpy()
                 files.update(_staged_overlays(model, test, staging, f"{cat}/{method}", pred, n=4))
                 print(f"{cat:>10} {method:>10}: image AUROC {results[cat][method]['image_auroc']:.3f}", file=sys.stderr)
@@ -241,7 +242,8 @@ def cmd_evaluate(args) -> dict:
     if not test.labels.any():
         raise ValueError(f"the test split of {args.category} has no defective images, so there is nothing to evaluate; "
                          "to fit on good images only and set a threshold, use `reconpatch fit`")
-    m, pred = run_category(model, train, test, args.holdout, PatchCoreConfig().seed if args.seed is None else args.seed)  # the configs' default seed
+    m, pred = run_category(model, train, test, args.holdout, PatchCoreConfig().seed if args.seed is None else args.seed,  # the configs' default seed
+                           keep_images=True)  # the overlays show the crops the model read: no second decode
     m.update(category=args.category, dataset=args.dataset, image_size=model.transform.crop,
              data_root=str(args.data_root) if args.data_root is not None else "elpv-dataset package")
     with tempfile.TemporaryDirectory(prefix="reconpatch_") as tmp:
@@ -298,11 +300,11 @@ def cmd_predict(args) -> dict:
                     try: loaded.append((i, p, load_image(p, args.max_image_pixels)))
                     except (ValueError, OSError) as e: unreadable[p] = str(e)  # FileNotFoundError is an OSError
                 if loaded:
-                    pred = model.predict([img for _, _, img in loaded])
-                    for (i, p, img), s, amap in zip(loaded, pred.scores.tolist(), pred.maps):
+                    pred = model.predict([img for _, _, img in loaded], keep_images=True)   # each image pre-processed once
+                    for (i, p, img), s, amap, crop in zip(loaded, pred.scores.tolist(), pred.maps, pred.images):
                         name, over = names(i, p)
                         files[name] = staging / name; files[name].write_bytes(png_bytes(amap.numpy()))
-                        seen = model.transform.denormalize(model.transform(img)).permute(1, 2, 0).numpy()   # as the model saw it
+                        seen = crop.permute(1, 2, 0).numpy() / 255.0   # as the model saw it
                         files[over] = staging / over; files[over].write_bytes(overlay_png_bytes(seen, amap.numpy(), model.threshold))
                         scores[p] = {"score": s, "anomalous": s > model.threshold, "heatmap": name, "overlay": over}
                 bar.update(min(PREDICT_CHUNK, len(images) - start))

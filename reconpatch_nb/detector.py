@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import abc
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,8 @@ from .metrics import compute_metrics
 from .scoring import REWEIGHT_B, AnomalyScorer, IndexSearch, NearestNeighbourIndex, choose_index
 
 # %% auto #0
-__all__ = ['FORMAT_VERSION', 'CHECK_PATCHES', 'Prediction', 'Detector', 'check_finite', 'PatchCore', 'evaluate_prediction']
+__all__ = ['FORMAT_VERSION', 'CHECK_PATCHES', 'Prediction', 'Detector', 'check_finite', 'ModelInputs', 'PatchCore',
+           'evaluate_prediction']
 
 # %% ../nbs/06_detector.ipynb #bb690205
 @dataclass
@@ -35,14 +37,18 @@ class Prediction:
     patch_scores: Tensor # (B, h, w) patch scores s_t on the feature grid
     paths: list # (B,) source file of each image, or None when given tensors
     seconds: float|None = None # wall time of the `predict` call that made it (None: from `predict_features`)
+    images: Tensor|None = None # (B, 3, H, W) uint8: the crops as the model saw them (`predict(..., keep_images=True)`)
+    masks: Tensor|None = None # (B, H, W) bool ground truth at the maps' size (`predict` of a dataset with masks)
 
     def __len__(self): return len(self.scores)
 
     @classmethod
     def cat(cls, parts:list[Prediction], seconds:float|None=None) -> Prediction:
-        "One prediction from the predictions of consecutive batches."
+        "One prediction from the predictions of consecutive batches (images and masks kept when every part has them)."
+        kept = lambda k: torch.cat([getattr(q, k) for q in parts]) if all(getattr(q, k) is not None for q in parts) else None
         return cls(torch.cat([q.scores for q in parts]), torch.cat([q.maps for q in parts]),
-                   torch.cat([q.patch_scores for q in parts]), [x for q in parts for x in q.paths], seconds)
+                   torch.cat([q.patch_scores for q in parts]), [x for q in parts for x in q.paths], seconds,
+                   kept("images"), kept("masks"))
 
 # %% ../nbs/06_detector.ipynb #d7d2414f
 FORMAT_VERSION = 2  # layout of the files written by `PatchCore.save` (independent of the package version)
@@ -54,7 +60,7 @@ class Detector(abc.ABC):
     @abc.abstractmethod
     def fit(self, train:AnomalyDataset, val:AnomalyDataset|None=None) -> Detector: "Learn from normal images."
     @abc.abstractmethod
-    def predict(self, images) -> Prediction: "Image scores and anomaly maps."
+    def predict(self, images, keep_images:bool=False, keep_masks:bool=True) -> Prediction: "Image scores and anomaly maps (and what was read)."
     @abc.abstractmethod
     def evaluate(self, test:AnomalyDataset, pred:Prediction|None=None) -> dict: "The metrics of a labelled test set."
     @property
@@ -93,11 +99,32 @@ def _upgrade_v1(config:dict, config_class:type) -> dict:
         config["train"] = {k: config.pop(k) for k in TrainConfig.names() if k in config}
     return config
 
-class _Images(torch.utils.data.Dataset):
-    "PIL images as dataset items, so that they go through the same loader as files."
-    def __init__(self, images:list, transform:ImageTransform): self.images, self.transform_ = images, transform
+def _input_mask(transform:ImageTransform, mask:Image.Image|None) -> Tensor: # (crop, crop) bool
+    "A mask as the model sees it (nearest resize and crop); all False for an image without one."
+    if mask is None: return torch.zeros(transform.crop, transform.crop, dtype=torch.bool)
+    return transform.mask_transform(mask)[0].bool()
+
+class ModelInputs(torch.utils.data.Dataset):
+    "Images as a model sees them: each decoded when its item is read, then pre-processed by the model's transform."
+    def __init__(self,
+                 images:AnomalyDataset|list, # a dataset, or a list of PIL images
+                 transform:ImageTransform, # the model's pre-processing
+                 masks:bool=False, # also each item's mask (a dataset with masks only)
+                 paths:list|None=None, # the source of each image, for the prediction; None: the dataset's files
+                ):
+        self.images, self.transform = images, transform
+        self.masks = bool(masks) and isinstance(images, AnomalyDataset) and images.has_masks
+        if paths is None: paths = ([str(it.image_path) for it in images.items] if isinstance(images, AnomalyDataset)
+                                   else [None] * len(images))
+        self.paths = list(paths)
+
     def __len__(self): return len(self.images)
-    def __getitem__(self, i): return {"image": self.transform_(self.images[i])}
+
+    def __getitem__(self, i:int) -> dict: # "image": (3, crop, crop) normalised; "mask": (crop, crop) bool when asked
+        img = self.images.image(i) if isinstance(self.images, AnomalyDataset) else self.images[i]  # the one decode of image i
+        out = {"image": self.transform(img)}
+        if self.masks: out["mask"] = _input_mask(self.transform, self.images.mask(i, img.size))
+        return out
 
 CHECK_PATCHES = 10_000 # normal patches on which `index="auto"` measures the recall of IVF (seeded sample)
 
@@ -168,17 +195,35 @@ class PatchCore(Detector):
         "`embedder()` applied to `features` (float32, on the model's device, no gradients)."
         with torch.no_grad(): return self.embedder()(features.to(self.device, torch.float32))
 
-    # --- fitting -----------------------------------------------------------------------------
-    def _dataset(self, dataset) -> AnomalyDataset:
-        "`dataset` with this model's pre-processing (a copy: the caller's object is not changed)."
-        if not isinstance(dataset, AnomalyDataset):
-            raise ValueError(f"expected an AnomalyDataset (e.g. MVTecAD, BTAD, FolderDataset), got {type(dataset).__name__}")
-        return dataset.with_transform(self.transform)
+    # --- reading images ----------------------------------------------------------------------
+    def inputs(self,
+               images:AnomalyDataset|list, # a dataset (e.g. MVTecAD, BTAD, FolderDataset), or a non-empty list of image paths or PIL images
+               masks:bool=False, # also read each item's mask (a dataset with masks)
+              ) -> ModelInputs: # nothing is decoded until an item is read
+        "`images` as this model sees them: decoded when read, pre-processed with `transform`."
+        if isinstance(images, AnomalyDataset): return ModelInputs(images, self.transform, masks)
+        if isinstance(images, (list, tuple)) and len(images) > 0 and all(isinstance(x, Image.Image) for x in images):
+            return ModelInputs(list(images), self.transform)
+        if isinstance(images, (list, tuple)) and len(images) > 0 and all(isinstance(x, (str, Path)) for x in images):
+            missing = [str(x) for x in images if not Path(x).is_file()]
+            if missing: raise FileNotFoundError(f"image file not found: {missing[0]}")
+            return ModelInputs(AnomalyDataset([Item(Path(x), 0) for x in images], has_masks=False), self.transform,
+                               paths=[str(x) for x in images])
+        raise ValueError("images must be an AnomalyDataset (e.g. MVTecAD, BTAD, FolderDataset), a (B, 3, H, W) tensor (predict), "
+                         f"or a non-empty list of image paths or of PIL images, got {type(images).__name__}")
 
-    def features(self, dataset:AnomalyDataset) -> Tensor: # (n, h, w, C') frozen patch features p, on the CPU
+    def masks(self, dataset:AnomalyDataset, # test images with masks
+             ) -> Tensor|None: # (n, crop, crop) bool at the input size, None for a dataset without masks
+        "Only the masks of `dataset`, as `predict` keeps them (for a prediction made from cached features); images are not decoded."
+        if not dataset.has_masks: return None
+        return torch.stack([_input_mask(self.transform, dataset.mask(i)) for i in range(len(dataset))])
+
+    def features(self, dataset:AnomalyDataset|list) -> Tensor: # (n, h, w, C') frozen patch features p, on the CPU
         "Frozen patch features of every image of `dataset`, with this model's pre-processing."
-        return extract_features(self.extractor, self._dataset(dataset), batch_size=self.config.batch_size,
+        return extract_features(self.extractor, self.inputs(dataset), batch_size=self.config.batch_size,
                                 progress=self.progress)
+
+    # --- fitting -----------------------------------------------------------------------------
 
     def fit(self,
             train:AnomalyDataset, # normal training images
@@ -298,28 +343,26 @@ class PatchCore(Detector):
 
     def predict(self,
                 images:AnomalyDataset|Tensor|list, # a dataset, a (B,3,H,W) pre-processed batch, or image paths / PIL images
+                keep_images:bool=False, # keep the crops as the model saw them in `pred.images` (uint8), for overlays
+                keep_masks:bool=True, # keep a dataset's masks at the maps' size in `pred.masks`, for `evaluate`
                ) -> Prediction:
-        "Image scores and anomaly maps for `images`, `batch_size` images at a time."
+        "Image scores and anomaly maps for `images`, `batch_size` images at a time; each image (and mask) is decoded once."
         self._check_fitted()
         t0, bs = time.perf_counter(), self.config.batch_size
         if isinstance(images, Tensor):
             if images.ndim != 4 or images.shape[1] != 3:
                 raise ValueError(f"images must be a (B, 3, H, W) batch, got shape {tuple(images.shape)}")
             with torch.no_grad(): parts = [self.predict_features(self.extractor(b.to(self.device))) for b in images.split(bs)]
+            if keep_images:
+                for q, b in zip(parts, images.split(bs)): q.images = self.transform.to_pixels(b.cpu())
         else:
-            if isinstance(images, AnomalyDataset): ds, paths = self._dataset(images), [str(it.image_path) for it in images.items]
-            elif isinstance(images, (list, tuple)) and len(images) > 0 and all(isinstance(x, Image.Image) for x in images):
-                ds, paths = _Images(list(images), self.transform), [None] * len(images)
-            elif isinstance(images, (list, tuple)) and len(images) > 0 and all(isinstance(x, (str, Path)) for x in images):
-                missing = [str(x) for x in images if not Path(x).is_file()]
-                if missing: raise FileNotFoundError(f"image file not found: {missing[0]}")
-                ds = AnomalyDataset([Item(Path(x), 0) for x in images], self.transform, has_masks=False)
-                paths = [str(x) for x in images]
-            else: raise ValueError("images must be an AnomalyDataset, a (B, 3, H, W) tensor, or a non-empty list of "
-                                   f"image paths or of PIL images, got {type(images).__name__}")
+            inputs = self.inputs(images, masks=keep_masks)
             parts, start = [], 0
-            for p in iter_features(self.extractor, ds, batch_size=bs, progress=self.progress):  # one batch in memory
-                parts.append(self.predict_features(p, paths[start:start + len(p)])); start += len(p)
+            for p, b in iter_features(self.extractor, inputs, batch_size=bs, progress=self.progress, with_batch=True):  # one batch in memory
+                q = self.predict_features(p, inputs.paths[start:start + len(p)]); start += len(p)
+                if keep_images: q.images = self.transform.to_pixels(b["image"])
+                if "mask" in b: q.masks = b["mask"]
+                parts.append(q)
         pred = Prediction.cat(parts, seconds=time.perf_counter() - t0)
         self.timings["predict_seconds"] = pred.seconds
         return pred
@@ -330,7 +373,9 @@ class PatchCore(Detector):
                 ) -> dict:
         "Image AUROC, pixel AUROC, AUPRO and F1-max of `pred` (computed when None) on `test`; pixel metrics None without masks."
         if pred is None: pred = self.predict(test)
-        return evaluate_prediction(self._dataset(test), pred, pred.seconds)
+        if test.has_masks and pred.masks is None:  # made from cached features (`predict_features`): the masks are read here, once
+            pred = dataclasses.replace(pred, masks=self.masks(test))
+        return evaluate_prediction(test, pred, pred.seconds)
 
     # --- saving ------------------------------------------------------------------------------
     def _extra_state(self) -> dict: return {}
@@ -388,15 +433,17 @@ class PatchCore(Detector):
         "Load a model written by `save` (safely: tensors and plain values only)."
         return cls.from_state(safe_load(path), source=str(path), device=device, progress=progress, index=index)
 
-def evaluate_prediction(test:AnomalyDataset, # test images with labels, pre-processed as the model that made `pred`
-                        pred:Prediction, # image scores and anomaly maps of `test`
+def evaluate_prediction(test:AnomalyDataset, # test images with labels
+                        pred:Prediction, # image scores, anomaly maps and (when `test` has masks) the masks `predict` read
                         predict_seconds:float|None=None, # how long the prediction took, reported as is
                        ) -> dict:
-    "Image AUROC, pixel AUROC, AUPRO and F1-max of `pred` on `test`; pixel metrics None without masks."
+    "Image AUROC, pixel AUROC, AUPRO and F1-max of `pred` on `test`; pixel metrics None without masks. Reads no file."
     if len(pred) != len(test): raise ValueError(f"pred has {len(pred)} images but test has {len(test)}")
-    masks = None
-    if test.has_masks:  # masks only: the images were already read by `predict`
-        masks = torch.stack([test.mask(i)[0] for i in range(len(test))])
-    m = compute_metrics(test.labels, pred.scores.numpy(), masks, pred.maps)
+    if test.has_masks and pred.masks is None:
+        raise ValueError("test has masks but pred holds none: make it with predict(test) (keep_masks=True, the default), "
+                         "or evaluate with the model's evaluate, which reads them")
+    if test.has_masks and pred.masks.shape != pred.maps.shape:
+        raise ValueError(f"pred.masks has shape {tuple(pred.masks.shape)} but the maps {tuple(pred.maps.shape)}: they must match")
+    m = compute_metrics(test.labels, pred.scores.numpy(), pred.masks if test.has_masks else None, pred.maps)
     m.update(n_test=len(test), predict_seconds=predict_seconds)
     return m

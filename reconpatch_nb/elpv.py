@@ -10,8 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import IMAGE_SIZE
-from .data import AnomalyDataset, ImageTransform, Item
+from .data import AnomalyDataset, Item
 
 # %% auto #0
 __all__ = ['ELPV_TYPES', 'ELPV_PROTOCOL', 'ELPV_LICENSE', 'elpv_root', 'elpv_labels', 'elpv_split', 'ELPV']
@@ -77,11 +76,10 @@ class ELPV(AnomalyDataset):
                  category:str, # 'mono' or 'poly'
                  split:str="train", # 'train' (normals), 'val' (choices) or 'test' (reported once)
                  root:str|Path|None=None, # folder holding `labels.csv`; None: the installed package's
-                 resize:int|None=None, crop:int=IMAGE_SIZE, # see `ImageTransform`
                  seed:int=0, # the protocol's permutation seed
                  **protocol, # overrides of `ELPV_PROTOCOL`
                 ):
         if split not in ("train", "val", "test"): raise ValueError(f"split must be 'train', 'val' or 'test', got {split!r}")
         self.category, self.split = category, split
-        super().__init__(elpv_split(category, seed, root, **protocol)[split], ImageTransform(resize, crop), has_masks=False)
+        super().__init__(elpv_split(category, seed, root, **protocol)[split], has_masks=False)
 

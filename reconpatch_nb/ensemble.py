@@ -5,6 +5,7 @@
 # %% ../nbs/17_ensemble.ipynb #af626ee7
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import time
 from pathlib import Path
@@ -29,7 +30,7 @@ __all__ = ['ENSEMBLE_FORMAT_VERSION', 'split_normals', 'Ensemble', 'member_spec'
 def split_normals(dataset:AnomalyDataset, # normal training images
                   val_fraction:float=0.2, # share held out for the standardisation (at least one image each side)
                   seed:int=0, # seed of the random split (a local generator: no global state)
-                 ) -> tuple[AnomalyDataset, AnomalyDataset]: # (fit part, held-out part), same pre-processing
+                 ) -> tuple[AnomalyDataset, AnomalyDataset]: # (fit part, held-out part), the source's checks
     "Split normal images at random into a part to fit on and a held-out part for score statistics."
     if not isinstance(dataset, AnomalyDataset):
         raise ValueError(f"expected an AnomalyDataset, got {type(dataset).__name__}")
@@ -38,7 +39,7 @@ def split_normals(dataset:AnomalyDataset, # normal training images
     if n < 2: raise ValueError(f"need at least 2 normal images to hold some out, got {n}")
     n_val = min(n - 1, max(1, round(n * val_fraction)))
     order = np.random.default_rng(seed).permutation(n)
-    part = lambda idx: AnomalyDataset([dataset.items[i] for i in sorted(idx)], transform=dataset.transform, has_masks=False,
+    part = lambda idx: AnomalyDataset([dataset.items[i] for i in sorted(idx)], has_masks=False,
                                       strict=dataset.strict, max_image_pixels=dataset.max_image_pixels)  # the source's checks
     return part(order[n_val:]), part(order[:n_val])
 
@@ -148,15 +149,17 @@ class Ensemble(Detector):
     # --- predicting --------------------------------------------------------------------------
     def member_predictions(self,
                            images:AnomalyDataset|Tensor|list, # a dataset, image paths / PIL images, or a (B,3,H,W) batch
+                           keep_images:bool=False, # the largest member keeps the crops it saw (`Prediction.images`)
+                           keep_masks:bool=True, # each member keeps a dataset's masks at its own input size
                           ) -> list[Prediction]:
-        "Each member's own prediction (raw scores), with its own pre-processing."
+        "Each member's own prediction (raw scores), with its own pre-processing: each member decodes every image once."
         if isinstance(images, Tensor):
             for m in self.members:
                 t = m.transform
                 if images.ndim != 4 or images.shape[-1] != t.crop or (t.mean, t.std) != (self.members[0].transform.mean, self.members[0].transform.std):
                     raise ValueError(f"a pre-processed (B,3,H,W) batch of shape {tuple(images.shape)} fits only members with the "
                                      "same input size and normalisation; pass a dataset or image paths instead")
-        return [m.predict(images) for m in self.members]
+        return [m.predict(images, keep_images=keep_images and k == self.ref, keep_masks=keep_masks) for k, m in enumerate(self.members)]
 
     def combine(self,
                 preds:list[Prediction], # one prediction per member, of the same images (from `member_predictions`)
@@ -170,15 +173,18 @@ class Ensemble(Detector):
                            align_corners=False)[:, 0] for p, v in zip(preds, self.val_scores)]
         s = torch.stack(z).mean(0)  # (B, h, w) averaged modified z-scores
         maps = anomaly_maps(s, (self.image_size,) * 2, blur_sigma=self.members[self.ref].config.blur_sigma)
-        return Prediction(s.flatten(1).max(1).values, maps, s, preds[0].paths)
+        ref = preds[self.ref]  # the largest member: its input size is the maps', so its crops and masks go with them
+        return Prediction(s.flatten(1).max(1).values, maps, s, preds[0].paths, images=ref.images, masks=ref.masks)
 
     def predict(self,
                 images:AnomalyDataset|Tensor|list, # a dataset, image paths / PIL images, or a (B,3,H,W) batch
+                keep_images:bool=False, # keep the largest member's crops in `pred.images`, for overlays
+                keep_masks:bool=True, # keep a dataset's masks at the maps' size in `pred.masks`, for `evaluate`
                ) -> Prediction:
         "Ensemble image scores (max of the averaged z-score grid) and anomaly maps at the largest member's input size."
         self._check_fitted()
         t0 = time.perf_counter()
-        pred = self.combine(self.member_predictions(images))
+        pred = self.combine(self.member_predictions(images, keep_images, keep_masks))
         self.timings["predict_seconds"] = time.perf_counter() - t0
         return pred
 
@@ -188,7 +194,8 @@ class Ensemble(Detector):
                 ) -> dict:
         "Image AUROC, pixel AUROC, AUPRO and F1-max of the ensemble (masks at the largest member's input size)."
         if pred is None: pred = self.predict(test)
-        return evaluate_prediction(test.with_transform(self.transform), pred, self.timings.get("predict_seconds"))
+        if test.has_masks and pred.masks is None: pred = dataclasses.replace(pred, masks=self.members[self.ref].masks(test))
+        return evaluate_prediction(test, pred, self.timings.get("predict_seconds"))
 
     # --- saving ------------------------------------------------------------------------------
     def to_state(self) -> dict:

@@ -40,10 +40,11 @@ def evolution_frames(model, # a fitted `ReConPatch` with `checkpoints` (see its 
     if not getattr(model, "checkpoints", None): raise ValueError("model has no checkpoints: fit a ReConPatch with checkpoint_epochs=(0, ...)")
     if not test.has_masks: raise ValueError("test must have masks (for the normal / defective colouring)")
     pick = select_examples([it.defect for it in test.items], n_test)
-    sub = AnomalyDataset([test.items[i] for i in pick], test.transform, has_masks=True).with_transform(model.transform)
+    sub = test.subset(pick)
     p_train, p_test = model.features(train), model.features(sub)  # (n, h, w, C')
+    m_test = model.masks(sub).float()  # (len(pick), H, W): the masks only, at the model's input size
     n_train = min(n_train, len(p_train)); n, (h, w) = n_train + len(pick), p_train.shape[1:3]
-    masks = torch.cat([torch.zeros(n_train, *sub[0]["mask"].shape[1:]), torch.stack([sub[i]["mask"][0] for i in range(len(sub))])])
+    masks = torch.cat([torch.zeros(n_train, *m_test.shape[1:]), m_test])
     y = patch_labels(masks, (h, w), min_fraction)
     keep = sample_patches(y, max_points, seed)
     keep_t = torch.from_numpy(keep)

@@ -293,7 +293,8 @@ def iter_features(extractor:PatchFeatureExtractor, # the frozen feature extracto
                   batch_size:int=16, # images per forward pass
                   progress:bool=True, # tqdm bar (off anyway when the output is not a terminal)
                   num_workers:int=0, # DataLoader worker processes
-                 ): # yields (b, h, w, C') patch features on the extractor's device, in dataset order
+                  with_batch:bool=False, # yield (features, batch) pairs: what the loader decoded stays at hand
+                 ): # yields (b, h, w, C') patch features on the extractor's device (or pairs), in dataset order
     "Patch features p of `dataset`, one batch at a time (memory bounded by one batch)."
     if not isinstance(batch_size, int) or batch_size < 1: raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     if len(dataset) == 0: raise ValueError("dataset is empty")
@@ -301,7 +302,8 @@ def iter_features(extractor:PatchFeatureExtractor, # the frozen feature extracto
                                          pin_memory=extractor.device.type == "cuda")
     # disable=None: tqdm switches itself off when the output is not a terminal (logs, CI)
     for b in tqdm(loader, desc="patch features", disable=None if progress else True, leave=False):
-        yield extractor(_images_of(b).to(extractor.device, non_blocking=True))
+        p = extractor(_images_of(b).to(extractor.device, non_blocking=True))
+        yield (p, b) if with_batch else p
 
 def extract_features(extractor:PatchFeatureExtractor, # the frozen feature extractor
                      dataset:torch.utils.data.Dataset, # items: dict with "image" (3, H, W), (image, ...) or image

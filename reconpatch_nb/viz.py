@@ -304,23 +304,26 @@ def save_segmentation_pngs(model, # a fitted detector (`PatchCore` or `ReConPatc
                            out_dir:str|Path, # folder for the PNGs (created)
                            n:int=6, # number of images (see `select_examples`)
                            threshold:float|None=None, # pixel threshold τ; None: `model.threshold`
-                           pred=None, # a `Prediction` of `test_dataset` already computed, to avoid predicting twice
+                           pred=None, # a `Prediction` of `test_dataset` made with `keep_images=True` (None: made here)
                            dpi:int=FIGURE_DPI, # resolution of the PNGs
                           ) -> list[Path]: # the files written
     "Write one PNG per selected test image: image + ground truth, anomaly map, predicted mask (Fig. 5)."
     out_dir = Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True)
     idx = select_examples([it.defect for it in test_dataset.items], n)
-    own = test_dataset.with_transform(model.transform)
-    pred = model.predict(test_dataset) if pred is None else pred
+    pred = model.predict(test_dataset, keep_images=True) if pred is None else pred
     if len(pred.scores) != len(test_dataset): raise ValueError(f"pred has {len(pred.scores)} images but test_dataset has {len(test_dataset)}")
+    if pred.images is None:  # the overlays show what the model read: no test image is decoded a second time
+        raise ValueError("pred holds no images: make it with model.predict(test_dataset, keep_images=True)")
+    if test_dataset.has_masks and pred.masks is None: raise ValueError("test_dataset has masks but pred holds none: predict with keep_masks=True")
+    masks = pred.masks if pred.masks is not None else torch.zeros(pred.maps.shape, dtype=torch.bool)
     tau = model.threshold if threshold is None else float(threshold)
     vmax = float(pred.maps[idx].max())
     paths = []
     for i in idx:
-        s = own[i]
-        fig = plot_segmentation(own.transform.denormalize(s["image"])[None], s["mask"], pred.maps[i][None], tau,
-                                titles=[f"{s['defect']}: s* = {float(pred.scores[i]):.2f}"], vmax=vmax)
-        path = out_dir / f"{i:03d}_{s['defect']}_{Path(s['path']).stem}.png"
+        it = test_dataset[i]
+        fig = plot_segmentation(pred.images[i][None] / 255, masks[i][None], pred.maps[i][None], tau,
+                                titles=[f"{it.defect}: s* = {float(pred.scores[i]):.2f}"], vmax=vmax)
+        path = out_dir / f"{i:03d}_{it.defect}_{Path(it.image_path).stem}.png"
         fig.savefig(path, dpi=dpi, bbox_inches="tight"); plt.close(fig)
         paths.append(path)
     return paths

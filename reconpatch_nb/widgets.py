@@ -18,6 +18,7 @@ from torch import Tensor
 
 from .config import FIGURE_DPI
 from .core import to_hwc, to_numpy
+from .features import iter_features
 from .scoring import NearestNeighbourIndex
 from .viz import OKABE_ITO, draw_layout, mask_f1
 
@@ -126,15 +127,15 @@ class ThresholdWidget(FigureWidget):
     @classmethod
     def from_model(cls, model, # a fitted detector
                    test_dataset, # an `AnomalyDataset` with masks
-                   pred=None, # its `Prediction`, if already computed
+                   pred=None, # its `Prediction` made with `keep_images=True` (None: made here)
                    **kwargs):
-        "Build from a fitted detector and a test set; τ starts at `model.threshold`."
-        own = test_dataset.with_transform(model.transform)
-        pred = model.predict(test_dataset) if pred is None else pred
-        samples = [own[i] for i in range(len(own))]
-        images = torch.stack([own.transform.denormalize(s["image"]) for s in samples])
-        masks = torch.stack([s["mask"][0] for s in samples])
-        names = [f"{i}: {s['defect']} (s* = {float(pred.scores[i]):.2f})" for i, s in enumerate(samples)]
+        "Build from a fitted detector and a test set; τ starts at `model.threshold`. Images and masks are the ones `predict` read."
+        pred = model.predict(test_dataset, keep_images=True) if pred is None else pred
+        if pred.images is None or pred.masks is None:
+            raise ValueError("pred must hold the images and masks it was made from: model.predict(test_dataset, keep_images=True) "
+                             "on a test set with masks")
+        images, masks = pred.images.float() / 255, pred.masks
+        names = [f"{i}: {it.defect} (s* = {float(pred.scores[i]):.2f})" for i, it in enumerate(test_dataset.items)]
         kwargs.setdefault("threshold", model.threshold)
         return cls(images, masks, pred.maps, names, **kwargs)
 
@@ -205,9 +206,14 @@ class PatchExplainWidget(FigureWidget):
                    train_dataset, # the dataset the model was fitted on (for the crops of the bank patches)
                    test_dataset, # test images to explain
                    **kwargs):
-        "Build from a fitted detector: embeds the test images; the bank's provenance is the detector's `bank_source`."
-        with torch.no_grad(): test_f = model.embed(model.features(test_dataset).to(model.device)).float().cpu()
+        "Build from a fitted detector: embeds the test images (each decoded once, its crop kept); the bank's provenance is the detector's `bank_source`."
+        test_f, test_images = [], []
+        with torch.no_grad():
+            for p, b in iter_features(model.extractor, model.inputs(test_dataset), model.config.batch_size, progress=False, with_batch=True):
+                test_f.append(model.embed(p).float().cpu()); test_images.append(model.transform.to_pixels(b["image"]))
         sources = np.asarray(model.bank_source)  # (training image, row, col) of each bank row, kept by `fit`
-        ims = lambda ds: torch.stack([model.transform.denormalize(s["image"]) for s in (ds.with_transform(model.transform)[i] for i in range(len(ds)))])
+        train_in = model.inputs(train_dataset)   # decoded for the crops only: no features needed
+        train_images = torch.stack([model.transform.to_pixels(train_in[i]["image"]) for i in range(len(train_in))])
         names = [f"{i}: {it.defect}" for i, it in enumerate(test_dataset.items)]
-        return cls(ims(test_dataset), test_f, model.bank, sources, ims(train_dataset), names=names, index=model.index, **kwargs)
+        return cls(torch.cat(test_images).float() / 255, torch.cat(test_f), model.bank, sources, train_images.float() / 255,
+                   names=names, index=model.index, **kwargs)

@@ -23,7 +23,8 @@ def data():
     patchcore = PatchCore(coreset_ratio=0.01, progress=False, device="cpu")
     p_train = patchcore.features(train)  # extracted once, shared by every model below
     patchcore.fit_features(p_train)
-    images = torch.stack([x["image"] for x in test.with_transform(patchcore.transform)])
+    inputs = patchcore.inputs(test)  # the test images as the model sees them
+    images = torch.stack([inputs[i]["image"] for i in range(len(inputs))])
     return p_train, test, images
 
 

@@ -65,8 +65,10 @@ def test_coreset_dense_on_cuda_picks_the_cpu_rows():
 def test_features_on_cuda(data):
     from reconpatch_nb.features import PatchFeatureExtractor, extract_features
     train, _ = data
-    cpu = extract_features(PatchFeatureExtractor("tf_efficientnet_lite0", device="cpu"), train, progress=False)
-    gpu = extract_features(PatchFeatureExtractor("tf_efficientnet_lite0", device="cuda"), train, progress=False)
+    from reconpatch_nb.detector import PatchCore
+    inputs = PatchCore(progress=False, device="cpu").inputs(train)  # the default model's pre-processing
+    cpu = extract_features(PatchFeatureExtractor("tf_efficientnet_lite0", device="cpu"), inputs, progress=False)
+    gpu = extract_features(PatchFeatureExtractor("tf_efficientnet_lite0", device="cuda"), inputs, progress=False)
     torch.testing.assert_close(gpu, cpu, atol=1e-3, rtol=1e-3)
 
 
@@ -101,7 +103,7 @@ def test_export_from_a_cuda_model(data):
     from reconpatch_nb.export import export_onnx
     train, test = data
     model = PatchCore(progress=False, device="cuda").fit(train)
-    own = test.with_transform(model.transform)
+    own = model.inputs(test)
     x = torch.stack([own[i]["image"] for i in range(4)])
     with tempfile.TemporaryDirectory() as d:
         path = export_onnx(model, Path(d) / "m.onnx")
