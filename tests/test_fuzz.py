@@ -402,10 +402,10 @@ def test_predict_interrupted_keeps_finished(shared, tmp_path, monkeypatch):
     def interrupting_model(*a, **k):
         model, calls = load(*a, **k), []
         score = model.predict
-        def predict(imgs):
+        def predict(imgs, **options):  # options: keep_images (the overlays are drawn from the kept crops)
             calls.append(len(imgs))
             if len(calls) == 2: raise KeyboardInterrupt
-            return score(imgs)
+            return score(imgs, **options)
         model.predict = predict
         return model
     monkeypatch.setattr(commands, "load_model", interrupting_model)
