@@ -16,9 +16,8 @@ from .config import RATIO, SEED, Int
 from .core import check_features, get_device, make_generator, squared_distances
 
 # %% auto #0
-__all__ = ['PROBE_EVERY', 'SKETCH_DIM', 'N_STARTS', 'random_coreset', 'greedy_coreset', 'approximate_greedy_coreset',
-           'coverage_radius', 'CoresetSampler', 'ApproximateGreedyCoreset', 'GreedyCoreset', 'RandomCoreset',
-           'IdentitySampler']
+__all__ = ['SKETCH_DIM', 'N_STARTS', 'random_coreset', 'greedy_coreset', 'approximate_greedy_coreset', 'coverage_radius',
+           'CoresetSampler', 'ApproximateGreedyCoreset', 'GreedyCoreset', 'RandomCoreset', 'IdentitySampler']
 
 # %% ../nbs/03_coreset.ipynb #308f5987
 @contextlib.contextmanager
@@ -28,8 +27,6 @@ def _torch_threads(n:int):
     torch.set_num_threads(n)
     try: yield
     finally: torch.set_num_threads(before)
-
-PROBE_EVERY = 16 # during a run of dense passes, look for prunable rows only every this many picks
 
 def _farthest_points_dense(z:Tensor, delta:Tensor, k:int, first:int|None=None, progress:bool=False) -> Tensor:
     "Greedy farthest-point picks with every step on z's device: no host synchronisation inside the loop (GPU)."
@@ -61,26 +58,19 @@ def _farthest_points(z:Tensor, # (N, d) rows to pick from (already projected)
     centre_dist = torch.full((k + 1,), float("-inf"), device=dev)   # ||a - c|| per slot; slot k stays -inf (always check)
     centres, centres_sq = torch.empty(k, z.shape[1], device=dev, dtype=z.dtype), torch.empty(k, device=dev, dtype=z.dtype)
     picks = torch.empty(k, dtype=torch.long, device=dev)
-    outer, streak = torch.get_num_threads(), 0   # streak: dense passes since the last probe chose one
     with _torch_threads(1):  # tiny ops per pick: thread hand-offs cost more than they save (restored afterwards)
         for i in tqdm(range(k), desc="coreset", disable=None if progress else True, leave=False):
             c = torch.as_tensor(first, device=dev) if (i == 0 and first is not None) else torch.argmax(delta)  # m*
             picks[i] = c
             zc = z[c]
             centres[i], centres_sq[i] = zc, sq[c]
-            dense = streak % PROBE_EVERY != 0                             # inside a run of dense passes: no probe
-            if not dense:                                                 # probe: which rows may get closer to c?
-                centre_dist[:i + 1] = (centres_sq[:i + 1] - 2 * (centres[:i + 1] @ zc) + sq[c]).clamp_min(0).sqrt()
-                check = torch.lt(centre_dist.index_select(0, assign), 2 * delta)
-                dense = bool(check.sum() > N // 4)                        # most rows: one dense pass is cheaper
-            if dense:
-                if streak == 0: torch.set_num_threads(outer)              # a run of dense passes: the caller's threads
-                streak += 1
+            centre_dist[:i + 1] = (centres_sq[:i + 1] - 2 * (centres[:i + 1] @ zc) + sq[c]).clamp_min(0).sqrt()
+            check = torch.lt(centre_dist.index_select(0, assign), 2 * delta)  # rows that may get closer to c
+            if check.sum() > N // 4:                                      # most rows: one dense pass is cheaper
                 d = (sq - 2 * (z @ zc) + sq[c]).clamp_min(0).sqrt()
                 closer = d < delta
                 delta = torch.where(closer, d, delta); assign.masked_fill_(closer, i)
-            else:                                                         # few rows: gather them, on one thread
-                if streak: torch.set_num_threads(1); streak = 0
+            else:                                                         # few rows: gather them
                 cand = check.nonzero().squeeze(1)
                 d = (sq.index_select(0, cand) - 2 * (z.index_select(0, cand) @ zc) + sq[c]).clamp_min(0).sqrt()
                 closer = d < delta.index_select(0, cand)
