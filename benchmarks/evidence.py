@@ -92,8 +92,7 @@ def check_protocol(split: str, methods: list, name: str, recipe: dict, path: Pat
     allowed = allowed_test_recipes(json.loads(path.read_text()))
     for method in methods:
         family = "reconpatch" if method == "reconpatch" else "patchcore"
-        if (name, recipe if family == "reconpatch" else method_recipe(method, recipe)) not in [
-                (n, r if family == "reconpatch" else method_recipe(method, r)) for n, r in allowed[family]]:
+        if (name, method_recipe(method, recipe)) not in [(n, method_recipe(method, r)) for n, r in allowed[family]]:
             names = ", ".join(repr(n) for n, _ in allowed[family])
             raise SystemExit(f"evidence: {path.name} allows {family} recipes {names} on the test split; "
                              f"refusing a test run of {name!r} {json.dumps(recipe)}")
