@@ -111,25 +111,26 @@ class NearestNeighbourIndex:
 
     def _ivf_query(self, x:Tensor, k:int) -> tuple[Tensor, Tensor]:
         "IVF: each query is compared with the bank rows of its `nprobe` nearest cells, one matrix product per cell."
-        probes = knn_torch(x, self.centroids, k=self.nprobe, chunk=self.chunk)[1]   # (N, nprobe) cells to visit
-        pairs = probes.reshape(-1).argsort(stable=True)                             # (query, cell) pairs grouped by cell
-        per_cell = torch.bincount(probes.reshape(-1), minlength=self.nlist).tolist()
-        x_sq = x.pow(2).sum(1)
-        best_d = x.new_full((len(x), k), float("inf")); best_i = torch.zeros(len(x), k, dtype=torch.long, device=x.device)
+        probes = knn_torch(x, self.centroids, k=self.nprobe, chunk=self.chunk)[1].reshape(-1)   # (N * nprobe,) cells to visit
+        pairs = probes.argsort(stable=True)                                         # (query, cell) pairs grouped by cell
+        per_cell = torch.bincount(probes, minlength=self.nlist).tolist()
+        cand_d = x.new_full((len(pairs), k), float("inf"))                          # each pair's k best, in pair-sorted order
+        cand_i = torch.zeros(len(pairs), k, dtype=torch.long, device=x.device)
+        lo_pair = 0
         for c, q in enumerate((pairs // self.nprobe).split(per_cell)):
-            lo, hi = self.starts[c], self.starts[c + 1]
-            if len(q) == 0 or hi == lo: continue
-            d2 = (x_sq[q, None] + self.cells_sq[None, lo:hi]).addmm_(x[q], self.cells[lo:hi].T, alpha=-2)
-            d2, j = d2.topk(min(k, hi - lo), dim=1, largest=False)
-            if k == 1:
-                better = d2 < best_d[q]
-                best_d[q] = torch.where(better, d2, best_d[q]); best_i[q] = torch.where(better, self.order[lo + j], best_i[q])
-            else:
-                cand_d, cand_i = torch.cat([best_d[q], d2], 1), torch.cat([best_i[q], self.order[lo + j]], 1)
-                best_d[q], pos = cand_d.topk(k, dim=1, largest=False); best_i[q] = cand_i.gather(1, pos)
+            lo, hi, n = self.starts[c], self.starts[c + 1], len(q)
+            if n and hi > lo:                                                       # ||c||^2 - 2 x.c: ||x||^2 is added once, below
+                d2 = torch.addmm(self.cells_sq[None, lo:hi], x.index_select(0, q), self.cells[lo:hi].T, alpha=-2)
+                d2, j = d2.min(1, keepdim=True) if k == 1 else d2.topk(min(k, hi - lo), dim=1, largest=False)
+                cand_d[lo_pair:lo_pair + n, :d2.shape[1]], cand_i[lo_pair:lo_pair + n, :d2.shape[1]] = d2, self.order[lo + j]
+            lo_pair += n
+        cand_d = torch.empty_like(cand_d).index_copy_(0, pairs, cand_d).reshape(len(x), -1)   # back to query order:
+        cand_i = torch.empty_like(cand_i).index_copy_(0, pairs, cand_i).reshape(len(x), -1)   # (N, nprobe * k)
+        best_d, pos = cand_d.min(1, keepdim=True) if k == 1 else cand_d.topk(k, dim=1, largest=False)
+        best_i = cand_i.gather(1, pos)
         missing = torch.isinf(best_d)  # fewer than k rows in the probed cells (tiny banks): repeat the nearest found
         best_i = torch.where(missing, best_i[:, :1], best_i)
-        return best_d.clamp_min(0).sqrt(), best_i
+        return (best_d + x.pow(2).sum(1, keepdim=True)).clamp_min(0).sqrt(), best_i
 
     def choice(self) -> dict:
         "What was chosen and measured, as plain values and tensors (a saved model keeps it; `from_choice` rebuilds the index)."
