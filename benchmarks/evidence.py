@@ -9,6 +9,9 @@ Usage:
     python benchmarks/evidence.py run --split val --methods patchcore10 patchcore1 --seeds 0 1 2 3 4
     python benchmarks/evidence.py run --split val --methods reconpatch --recipe '{"lr": 1e-3}' --name short
     python benchmarks/evidence.py run --split test ...           # the reported table: test split, once
+    # round 1's test runs came before the protocol file; they were repeated under it (90_results reports the repeat)
+    python benchmarks/evidence.py run --split test --methods patchcore10 patchcore1 --repeat 2
+    python benchmarks/evidence.py run --split test --methods reconpatch --recipe '{"epochs": 4, "lr": 0.001, "gamma": 0.99, "center": "batch"}' --name short+center --repeat 2
     # round 2 (protocol.json "round2"): the candidates named by 20_ablations, on validation data, seed 0
     python benchmarks/evidence.py run --split val --methods patchcore10 patchcore1 --recipe '{"layers": [3], "patch_size": 5}' --name L3s5 --seeds 0
     python benchmarks/evidence.py run --split val --methods reconpatch --name L3s5+a0 --seeds 0 \
@@ -138,7 +141,7 @@ def run(args):
             for method in args.methods:
                 for seed in args.seeds:
                     label = method_label(method, args.name)
-                    key = [name, category, args.split, label, seed]
+                    key = [name, category, args.split, label, seed] + ([args.repeat] if args.repeat > 1 else [])
                     if json.dumps(key) in done: continue
                     if tr is None: tr, ev = (features(cache, name, category, s, **feat) for s in ("train", args.split))
                     p = tr["p"].float()
@@ -153,7 +156,7 @@ def run(args):
                     m, scores, sec = evaluate(model, ev)
                     per_epoch = {e: epoch_metrics(model, e, p, ev, seed) for e in sorted(getattr(model, "checkpoints", {}))}
                     rec = {"key": key, "dataset": name, "category": category, "split": args.split, "method": label,
-                           "recipe": method_recipe(method, recipe), "seed": seed, "metrics": m,
+                           "recipe": method_recipe(method, recipe), "seed": seed, "repeat": args.repeat, "metrics": m,
                            "scores": scores, "labels": ev["labels"].tolist(), "fit_seconds": fit_s,
                            "score_ms_per_image": 1e3 * sec, "bank": list(model.bank.shape), "index": model.index.kind,
                            "train_log": [vars(r) if not isinstance(r, dict) else r for r in getattr(model, "train_log", [])],
@@ -176,6 +179,7 @@ def main(argv=None):
     ap.add_argument("--name", default="default", help="name of the recipe in the results (PatchCore runs are labelled method:name unless 'default')")
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeat", type=int, default=1, help="run again what is already in the results (the key gains this number): round 1's test runs, repeated under the protocol, are --repeat 2")
     ap.add_argument("--dynamics", action="store_true", help="keep f after every epoch and score the split with it")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)

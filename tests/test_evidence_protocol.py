@@ -91,3 +91,35 @@ def test_guard_round2(tmp_path):
     evidence.check_protocol("test", ["patchcore10", "patchcore1"], "L3", {"layers": [3]}, proto)
     with pytest.raises(SystemExit, match="allows patchcore recipes"):
         evidence.check_protocol("test", ["patchcore1"], "L3", {"layers": [2]}, proto)
+
+
+def test_round1_repeat_made_under_the_protocol():
+    "Round 1's test runs were made again after the protocol file was committed: each repeat is time-stamped after it, uses a recipe the file allows, and repeats a key that exists once."
+    proto = json.loads(evidence.PROTOCOL.read_text())
+    rows = [json.loads(l) for l in evidence.RESULTS.path.read_text().splitlines() if l.strip()]
+    repeats = [r for r in rows if r.get("repeat", 1) > 1]
+    assert repeats, "no repeat runs in the results file"
+    allowed = evidence.allowed_test_recipes(proto)
+    for r in repeats:
+        assert r["split"] == "test" and r["time"] > proto["committed"] and r["key"][5] == r["repeat"], r["key"]
+        family = "reconpatch" if r["method"].startswith("reconpatch") else "patchcore"
+        name = r["method"].split(":", 1)[1] if ":" in r["method"] else "default"
+        assert (name, r["recipe"]) in [(n, evidence.method_recipe(family, rec)) for n, rec in allowed[family]], r["key"]
+    assert len({json.dumps(r["key"]) for r in repeats}) == len(repeats)
+
+
+def test_repeat_gets_its_own_key(tmp_path, monkeypatch):
+    "`--repeat 2` runs what is already in the results file again under a key ending in 2; without it the run is skipped."
+    monkeypatch.setattr(evidence, "RESULTS", ResultsFile(tmp_path / "r.jsonl"))
+    import torch
+    g = torch.Generator().manual_seed(0)
+    cache = tmp_path / "cache"; cache.mkdir()
+    for split, n in (("train", 4), ("test", 3)):
+        feats = {"p": torch.randn(n, 4, 4, 8, generator=g).half(), "labels": torch.tensor([0] * (n - 1) + [1]), "seconds": 0.0}
+        torch.save(feats, cache / f"embedded_brick_{split}.pt")
+    run = ["run", "--cache", str(cache), "--datasets", "embedded", "--categories", "brick", "--split", "test",
+           "--methods", "patchcore1", "--seeds", "0", "--threads", "1"]
+    evidence.main(run); evidence.main(run)                    # the second call finds the run done
+    evidence.main(run + ["--repeat", "2"])
+    keys = [r["key"] for r in evidence.RESULTS.records()]
+    assert keys == [["embedded", "brick", "test", "patchcore1", 0], ["embedded", "brick", "test", "patchcore1", 0, 2]]
