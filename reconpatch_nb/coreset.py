@@ -31,13 +31,13 @@ def _torch_threads(n:int):
 def _farthest_points_dense(z:Tensor, delta:Tensor, k:int, first:int|None=None, progress:bool=False) -> Tensor:
     "Greedy farthest-point picks with every step on z's device: no host synchronisation inside the loop (GPU)."
     dev = z.device
-    delta, sq = delta.clone(), z.pow(2).sum(1)
+    delta, sq, zT = delta.clone(), z.pow(2).sum(1), z.T.contiguous()   # zT: see `_farthest_points`
     picks = torch.empty(k, dtype=torch.long, device=dev)
     forced = None if first is None else torch.tensor([first], device=dev)
     for i in tqdm(range(k), desc="coreset", disable=None if progress else True, leave=False):
         c = forced if (i == 0 and forced is not None) else torch.argmax(delta).view(1)  # m*, a (1,) tensor on the device
         picks[i:i + 1] = c                                             # device-to-device copy: nothing read back
-        d = (sq - 2 * (z @ z.index_select(0, c)[0]) + sq.index_select(0, c)).clamp_min(0).sqrt()
+        d = (sq - 2 * (z.index_select(0, c)[0] @ zT) + sq.index_select(0, c)).clamp_min(0).sqrt()
         delta = torch.minimum(delta, d).index_fill_(0, c, -1)          # a centre is never picked again
     return picks.cpu()                                                 # the one read-back, at the end
 
@@ -54,6 +54,7 @@ def _farthest_points(z:Tensor, # (N, d) rows to pick from (already projected)
     N, dev = z.shape[0], z.device
     delta = delta.clone()
     sq = z.pow(2).sum(1)
+    zT = z.T.contiguous()   # (d, N): the product zc @ zT streams it row by row, several times faster on a CPU than z @ zc
     assign = torch.full((N,), k, dtype=torch.long, device=dev)      # a(m) as a slot; slot k: no centre yet
     centre_dist = torch.full((k + 1,), float("-inf"), device=dev)   # ||a - c|| per slot; slot k stays -inf (always check)
     centres, centres_sq = torch.empty(k, z.shape[1], device=dev, dtype=z.dtype), torch.empty(k, device=dev, dtype=z.dtype)
@@ -67,12 +68,13 @@ def _farthest_points(z:Tensor, # (N, d) rows to pick from (already projected)
             centre_dist[:i + 1] = (centres_sq[:i + 1] - 2 * (centres[:i + 1] @ zc) + sq[c]).clamp_min(0).sqrt()
             check = torch.lt(centre_dist.index_select(0, assign), 2 * delta)  # rows that may get closer to c
             if check.sum() > N // 4:                                      # most rows: one dense pass is cheaper
-                d = (sq - 2 * (z @ zc) + sq[c]).clamp_min(0).sqrt()
+                d = (sq - 2 * (zc @ zT) + sq[c]).clamp_min(0).sqrt()
                 closer = d < delta
                 delta = torch.where(closer, d, delta); assign.masked_fill_(closer, i)
             else:                                                         # few rows: gather them
                 cand = check.nonzero().squeeze(1)
-                d = (sq.index_select(0, cand) - 2 * (z.index_select(0, cand) @ zc) + sq[c]).clamp_min(0).sqrt()
+                zs = z.index_select(0, cand).T.contiguous()               # (d, candidates): the dense pass's layout, so
+                d = (sq.index_select(0, cand) - 2 * (zc @ zs) + sq[c]).clamp_min(0).sqrt()   # the same sums as the dense pass
                 closer = d < delta.index_select(0, cand)
                 moved = cand[closer]
                 delta.index_copy_(0, moved, d[closer]); assign.index_fill_(0, moved, i)
