@@ -66,7 +66,10 @@ def check_features(x:Tensor, # the tensor to check, normally (N, D) features
         raise ValueError(f"{name} must be a floating point tensor, got dtype {x.dtype}")
     if x.shape[0] == 0:
         raise ValueError(f"{name} is empty (shape {tuple(x.shape)})")
-    # checked in blocks of rows: `isfinite` on the whole tensor would allocate a mask as large as `x`
+    # one pass, no mask: a NaN or an infinity makes the sum non-finite, so a finite sum clears the tensor
+    if torch.isfinite(x.sum(dtype=torch.float64 if x.dtype == torch.float64 else torch.float32)): return x
+    # the sum overflowed or a value is not finite: look, in blocks of rows (`isfinite` on the whole tensor would
+    # allocate a mask as large as `x`)
     rows = max(1, (1 << 24) // max(1, x[0].numel()))
     if not all(torch.isfinite(x[i:i + rows]).all() for i in range(0, x.shape[0], rows)):
         raise ValueError(f"{name} contains NaN or infinite values")
