@@ -135,7 +135,7 @@ def _pseudo_label_stats(z_bar, alpha, sigma, k, normalize, variant, center) -> d
     # order as a boolean mask would give (so the same sums), without the mask's index search (`off_diagonal`)
     op, oc = off_diagonal(w_pair).reshape(-1), off_diagonal(w_ctx).reshape(-1)
     ws = dict(w_pair=op, w_ctx=oc, w=op.mul(alpha).add_(oc.mul(1 - alpha)))   # Eq. 6 on the off-diagonal entries
-    stats = torch.stack([s for v in ws.values() for s in reversed(torch.std_mean(v))]).tolist()   # one pass each, one host read
+    stats = torch.stack([f(v) for v in ws.values() for f in (torch.mean, torch.std)]).tolist()   # one host read
     return dict(zip((f"{n}_{s}" for n in ws for s in ("mean", "std")), stats))
 
 @torch.no_grad()
