@@ -118,7 +118,7 @@ def test_repeat_gets_its_own_key(tmp_path, monkeypatch):
         feats = {"p": torch.randn(n, 4, 4, 8, generator=g).half(), "labels": torch.tensor([0] * (n - 1) + [1]), "seconds": 0.0}
         torch.save(feats, cache / f"embedded_brick_{split}.pt")
     run = ["run", "--cache", str(cache), "--datasets", "embedded", "--categories", "brick", "--split", "test",
-           "--methods", "patchcore1", "--seeds", "0", "--threads", "1"]
+           "--methods", "patchcore1", "--seeds", "0", "--threads", str(torch.get_num_threads())]   # leaves the session's threads as they are
     evidence.main(run); evidence.main(run)                    # the second call finds the run done
     evidence.main(run + ["--repeat", "2"])
     keys = [r["key"] for r in evidence.RESULTS.records()]
