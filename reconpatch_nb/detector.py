@@ -308,8 +308,10 @@ class PatchCore(Detector):
         elif choice is not None: self.index = NearestNeighbourIndex.from_choice(self.bank, choice)
         elif self.config.index == "auto": self.index = choose_index(self.bank, check)
         else: self.index = NearestNeighbourIndex(self.bank, self.config.index)
-        exact = self.index if self.index.kind != "ivf" else NearestNeighbourIndex(self.bank, "exact")   # N_b(m): exact, whatever the search
-        neighbours = exact.query(self.bank, k=min(REWEIGHT_B, len(self.bank)))[1] if self.config.reweight else None
+        neighbours = None
+        if self.config.reweight:   # N_b(m) of every bank entry: from an exact search, whatever the index
+            exact = self.index if self.index.kind != "ivf" else NearestNeighbourIndex(self.bank, "exact")
+            neighbours = exact.query(self.bank, k=min(REWEIGHT_B, len(self.bank)))[1]
         self.scorer = AnomalyScorer(self.embedder(), IndexSearch(self.index), self.bank, self.config.image_size,
                                     self.config.blur_sigma, neighbours).eval()
 
